@@ -1,0 +1,230 @@
+import Database from 'better-sqlite3';
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import type { Position } from '../source/position.js';
+
+export type TableState = 'pending' | 'snapshotting' | 'streaming';
+
+export interface TableProgress {
+  /** `db.table` */
+  name: string;
+  state: TableState;
+  chunkKey: string[];
+  /** Known once the splitter has produced the last chunk (the one without an upper bound). */
+  chunksTotal: number | null;
+  rowsEstimate: number | null;
+  snapshotRows: number;
+}
+
+/** A key tuple in canonical JSON values, one per chunk-key column; null bounds are open ends. */
+export type KeyTuple = unknown[];
+
+export interface ChunkRecord {
+  table: string;
+  idx: number;
+  lo: KeyTuple | null;
+  hi: KeyTuple | null;
+  status: 'pending' | 'done';
+  lw: Position | null;
+  hw: Position | null;
+  rows: number | null;
+}
+
+export interface SourceIdentity {
+  flavour: 'mysql' | 'mariadb';
+  /** `@@server_uuid` on MySQL, `@@server_id` on MariaDB (which has no server UUID). */
+  serverId: string;
+  version: string;
+}
+
+/** What one sink commit changes in the checkpoint; applied only once the sink has committed. */
+export interface CheckpointUpdate {
+  chunksDone?: { table: string; idx: number; lw: Position; hw: Position; rows: number }[];
+  /** Resume position of the stream after this commit. */
+  stream?: Position;
+}
+
+export interface PendingCommit {
+  seq: number;
+  update: CheckpointUpdate;
+  /** The sink's state once this commit is in (e.g. the jsonl file length); how a restart asks the sink. */
+  sinkState: string;
+}
+
+const MIGRATIONS: string[] = [
+  `CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+   CREATE TABLE tables (
+     name TEXT PRIMARY KEY, state TEXT NOT NULL, chunk_key TEXT NOT NULL,
+     chunks_total INTEGER, rows_estimate INTEGER, snapshot_rows INTEGER NOT NULL DEFAULT 0);
+   CREATE TABLE chunks (
+     table_name TEXT NOT NULL, idx INTEGER NOT NULL, lo TEXT, hi TEXT, status TEXT NOT NULL,
+     lw TEXT, hw TEXT, rows INTEGER, PRIMARY KEY (table_name, idx));
+   CREATE TABLE commits (seq INTEGER PRIMARY KEY, update_json TEXT NOT NULL, sink_state TEXT NOT NULL, created_ms INTEGER NOT NULL);`,
+];
+
+const json = (v: unknown): string | null => (v === null || v === undefined ? null : JSON.stringify(v));
+const parse = <T>(v: string | null): T | null => (v === null ? null : (JSON.parse(v) as T));
+
+/**
+ * The durable record of progress (ARCHITECTURE §4). Every change is one SQLite transaction with
+ * synchronous=FULL, so a kill -9 or power loss leaves either the old or the new state.
+ * SQLite is the truth for everything but what the sink holds; a commit is recorded as pending
+ * before the sink commits and applied after, and a restart asks the sink about a pending one.
+ */
+export class CheckpointStore {
+  private constructor(private readonly db: Database.Database) {}
+
+  static open(path: string): CheckpointStore {
+    mkdirSync(dirname(path), { recursive: true });
+    const db = new Database(path);
+    db.pragma('journal_mode = WAL');
+    db.pragma('synchronous = FULL');
+    db.pragma('busy_timeout = 5000');
+    const version = db.pragma('user_version', { simple: true }) as number;
+    if (version > MIGRATIONS.length) {
+      db.close();
+      throw new Error(`checkpoint ${path} was written by a newer tidemark (schema ${version}); upgrade tidemark or point checkpoint.path elsewhere`);
+    }
+    for (let v = version; v < MIGRATIONS.length; v++) {
+      db.transaction(() => {
+        db.exec(MIGRATIONS[v]!);
+        db.pragma(`user_version = ${v + 1}`);
+      })();
+    }
+    return new CheckpointStore(db);
+  }
+
+  close(): void {
+    this.db.close();
+  }
+
+  private meta(key: string): string | undefined {
+    const row = this.db.prepare('SELECT value FROM meta WHERE key = ?').get(key) as { value: string } | undefined;
+    return row?.value;
+  }
+
+  private setMeta(key: string, value: string | null): void {
+    if (value === null) this.db.prepare('DELETE FROM meta WHERE key = ?').run(key);
+    else this.db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value').run(key, value);
+  }
+
+  sourceIdentity(): SourceIdentity | undefined {
+    return parse<SourceIdentity>(this.meta('source') ?? null) ?? undefined;
+  }
+
+  setSourceIdentity(id: SourceIdentity): void {
+    this.setMeta('source', JSON.stringify(id));
+  }
+
+  streamPosition(): Position | undefined {
+    return parse<Position>(this.meta('stream') ?? null) ?? undefined;
+  }
+
+  /** Sets where streaming starts when no commit has set it yet (after a snapshot, or for mode never). */
+  setStreamStart(p: Position): void {
+    this.setMeta('stream', JSON.stringify(p));
+  }
+
+  sinkState(): string | undefined {
+    return this.meta('sink_state');
+  }
+
+  lastCommittedSeq(): number {
+    return Number(this.meta('last_seq') ?? 0);
+  }
+
+  tables(): TableProgress[] {
+    const rows = this.db.prepare('SELECT * FROM tables ORDER BY name').all() as {
+      name: string; state: TableState; chunk_key: string; chunks_total: number | null; rows_estimate: number | null; snapshot_rows: number;
+    }[];
+    return rows.map((r) => ({
+      name: r.name, state: r.state, chunkKey: JSON.parse(r.chunk_key) as string[], chunksTotal: r.chunks_total,
+      rowsEstimate: r.rows_estimate, snapshotRows: r.snapshot_rows,
+    }));
+  }
+
+  addTable(name: string, state: TableState, chunkKey: string[], rowsEstimate: number | null): void {
+    this.db.prepare('INSERT INTO tables (name, state, chunk_key, rows_estimate) VALUES (?, ?, ?, ?)').run(name, state, JSON.stringify(chunkKey), rowsEstimate);
+  }
+
+  setTableState(name: string, state: TableState): void {
+    this.db.prepare('UPDATE tables SET state = ? WHERE name = ?').run(state, name);
+  }
+
+  chunks(table: string): ChunkRecord[] {
+    const rows = this.db.prepare('SELECT * FROM chunks WHERE table_name = ? ORDER BY idx').all(table) as {
+      table_name: string; idx: number; lo: string | null; hi: string | null; status: 'pending' | 'done'; lw: string | null; hw: string | null; rows: number | null;
+    }[];
+    return rows.map((r) => ({
+      table: r.table_name, idx: r.idx, lo: parse<KeyTuple>(r.lo), hi: parse<KeyTuple>(r.hi), status: r.status,
+      lw: parse<Position>(r.lw), hw: parse<Position>(r.hw), rows: r.rows,
+    }));
+  }
+
+  /** Records a newly split chunk; the last one (no upper bound) also fixes the table's chunk count. */
+  addChunk(table: string, idx: number, lo: KeyTuple | null, hi: KeyTuple | null): void {
+    this.db.transaction(() => {
+      this.db.prepare('INSERT INTO chunks (table_name, idx, lo, hi, status) VALUES (?, ?, ?, ?, ?)').run(table, idx, json(lo), json(hi), 'pending');
+      if (hi === null) this.db.prepare('UPDATE tables SET chunks_total = ? WHERE name = ?').run(idx + 1, table);
+    })();
+  }
+
+  pendingCommit(): PendingCommit | undefined {
+    const row = this.db.prepare('SELECT * FROM commits ORDER BY seq LIMIT 1').get() as { seq: number; update_json: string; sink_state: string } | undefined;
+    return row && { seq: row.seq, update: JSON.parse(row.update_json) as CheckpointUpdate, sinkState: row.sink_state };
+  }
+
+  /** Step 1 of the commit protocol: remember what is about to be committed. */
+  beginCommit(update: CheckpointUpdate, sinkState: string): number {
+    if (this.pendingCommit()) throw new Error('a sink commit is already pending');
+    const seq = this.lastCommittedSeq() + 1;
+    this.db.prepare('INSERT INTO commits (seq, update_json, sink_state, created_ms) VALUES (?, ?, ?, ?)').run(seq, JSON.stringify(update), sinkState, Date.now());
+    return seq;
+  }
+
+  /** Step 3: the sink holds the batch; apply its checkpoint update. */
+  finishCommit(seq: number): void {
+    this.db.transaction(() => {
+      const pending = this.pendingCommit();
+      if (!pending || pending.seq !== seq) throw new Error(`no pending commit ${seq}`);
+      const { update } = pending;
+      const markDone = this.db.prepare('UPDATE chunks SET status = ?, lw = ?, hw = ?, rows = ? WHERE table_name = ? AND idx = ?');
+      const addRows = this.db.prepare('UPDATE tables SET snapshot_rows = snapshot_rows + ? WHERE name = ?');
+      const finishTable = this.db.prepare(
+        `UPDATE tables SET state = 'streaming' WHERE name = ? AND chunks_total =
+           (SELECT COUNT(*) FROM chunks WHERE table_name = ? AND status = 'done')`,
+      );
+      for (const c of update.chunksDone ?? []) {
+        markDone.run('done', json(c.lw), json(c.hw), c.rows, c.table, c.idx);
+        addRows.run(c.rows, c.table);
+        finishTable.run(c.table, c.table);
+      }
+      if (update.stream) this.setMeta('stream', JSON.stringify(update.stream));
+      this.setMeta('sink_state', pending.sinkState);
+      this.setMeta('last_seq', String(seq));
+      this.setMeta('last_commit_ms', String(Date.now()));
+      this.db.prepare('DELETE FROM commits WHERE seq = ?').run(seq);
+    })();
+  }
+
+  /** The sink never received the pending commit: forget it, its output will be produced again. */
+  discardPending(seq: number): void {
+    this.db.prepare('DELETE FROM commits WHERE seq = ?').run(seq);
+  }
+
+  lastCommitMs(): number | undefined {
+    const v = this.meta('last_commit_ms');
+    return v === undefined ? undefined : Number(v);
+  }
+
+  /**
+   * Forgets snapshot and stream progress (for a re-snapshot after the binlog was purged), keeping
+   * the commit sequence and sink state so the sink's recovery still lines up.
+   */
+  forgetProgress(): void {
+    this.db.transaction(() => {
+      this.db.exec('DELETE FROM chunks; DELETE FROM tables;');
+      this.setMeta('stream', null);
+    })();
+  }
+}

@@ -1,0 +1,325 @@
+import { createHash } from 'node:crypto';
+import { z } from 'zod';
+
+export const SNAPSHOT_MODES = ['initial', 'never', 'initial_only', 'when_needed'] as const;
+export type SnapshotMode = (typeof SNAPSHOT_MODES)[number];
+
+// server_id is a 32-bit unsigned integer on the server.
+const MAX_SERVER_ID = 2 ** 32 - 1;
+// Derived ids start here so they stay clear of the small ids people hand out to real servers.
+const DERIVED_SERVER_ID_FLOOR = 5400;
+
+// The values of these keys may hold a password, so messages never echo them.
+const SECRET_KEYS = new Set(['source.url', 'source.password']);
+
+const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+function got(value: unknown, secret = false): string {
+  if (value === null) return 'got null';
+  if (Array.isArray(value)) return 'got a list';
+  if (isRecord(value)) return 'got a mapping';
+  if (secret) return `got a ${typeof value}`;
+  return `got ${typeof value === 'string' ? JSON.stringify(value) : String(value)}`;
+}
+
+const EXPECTED: Record<string, string> = {
+  string: 'a string',
+  number: 'a number',
+  int: 'an integer',
+  boolean: 'true or false',
+  array: 'a list',
+  object: 'a mapping',
+  record: 'a mapping',
+};
+
+/**
+ * The error map for parsing the config: every message names what was expected and what was found, so a
+ * problem can be fixed from the message alone. Schema-level messages below take precedence over it.
+ */
+export function describeIssue(issue: z.core.$ZodRawIssue): string {
+  const secret = SECRET_KEYS.has((issue.path ?? []).join('.'));
+  switch (issue.code) {
+    case 'invalid_type':
+      if (issue.input === undefined) return 'required';
+      // YAML reads `password: 12345` as a number; the fix is quoting, not a different value.
+      if (issue.expected === 'string' && (typeof issue.input === 'number' || typeof issue.input === 'boolean')) {
+        return `expected a string, ${got(issue.input, secret)} (put it in quotes)`;
+      }
+      return `expected ${EXPECTED[issue.expected] ?? issue.expected}, ${got(issue.input, secret)}`;
+    case 'invalid_value':
+      return `expected one of ${issue.values.join(', ')}, ${got(issue.input, secret)}`;
+    case 'invalid_union': {
+      // The only union is the sink's, discriminated on `type`; zod reports it at the discriminator's path.
+      if (issue.inclusive === false || !issue.discriminator || !issue.options) break;
+      const value = isRecord(issue.input) ? issue.input[issue.discriminator] : undefined;
+      if (value === undefined) return 'required';
+      return `expected one of ${issue.options.join(', ')}, ${got(value)}`;
+    }
+    case 'invalid_key':
+      // A bad key of a record (snapshot.chunkKey); its own issues say what is wrong with it.
+      return issue.issues.map((i) => i.message).join('; ');
+    case 'too_small':
+      if (issue.origin === 'string') return 'must not be empty';
+      if (issue.origin === 'array') return `expected at least ${issue.minimum} ${issue.minimum === 1 ? 'entry' : 'entries'}`;
+      break;
+  }
+  return issue.message ?? issue.code;
+}
+
+/** Object that rejects unknown keys, listing the keys that are allowed there. */
+function strict<S extends z.core.$ZodLooseShape>(shape: S) {
+  const allowed = Object.keys(shape).join(', ');
+  return z.strictObject(shape, {
+    error: (issue) => (issue.code === 'unrecognized_keys' ? `unknown key (allowed: ${allowed})` : undefined),
+  });
+}
+
+// Environment variables are strings, so `port: ${MYSQL_PORT}` has to be accepted as a number.
+const fromDigits = (v: unknown): unknown => (typeof v === 'string' && /^\d+$/.test(v) ? Number(v) : v);
+const fromTrueFalse = (v: unknown): unknown => (v === 'true' ? true : v === 'false' ? false : v);
+
+function int(min: number, max: number) {
+  const error = (issue: z.core.$ZodRawIssue): string =>
+    issue.input === undefined ? 'required' : `expected an integer from ${min} to ${max}, ${got(issue.input)}`;
+  return z.preprocess(fromDigits, z.int({ error }).min(min, { error }).max(max, { error }));
+}
+
+const bool = z.preprocess(fromTrueFalse, z.boolean());
+
+const nonEmpty = z.string().min(1);
+
+/**
+ * A "db.table" name. Identifiers are written bare: a quoted name containing a dot cannot be expressed,
+ * which is the price of not making everyone write backquotes.
+ */
+function tableName(wildcards: boolean) {
+  const re = wildcards ? /^[^.`]+\.[^.`]+$/ : /^[^.`*]+\.[^.`*]+$/;
+  const expected = wildcards ? '"db.table" (either part may use * as a wildcard; no backquotes)' : '"db.table" (no wildcards, no backquotes)';
+  return z.string().regex(re, { error: (issue) => `expected ${expected}, ${got(issue.input)}` });
+}
+
+/** Whether a "db.table" pattern (with `*` matching any run of characters within one part) names db.table. */
+function patternMatches(pattern: string, db: string, table: string): boolean {
+  const dot = pattern.indexOf('.');
+  return globPart(pattern.slice(0, dot)).test(db) && globPart(pattern.slice(dot + 1)).test(table);
+}
+
+function globPart(glob: string): RegExp {
+  const literal = glob.split('*').map((s) => s.replace(/[\\^$.|?+()[\]{}]/g, '\\$&'));
+  return new RegExp(`^${literal.join('.*')}$`, 's');
+}
+
+/** The tables the `source.tables` patterns select from `available`: deduplicated, sorted by db, then table. */
+export function matchTables(patterns: string[], available: { db: string; table: string }[]): { db: string; table: string }[] {
+  const byName = new Map<string, { db: string; table: string }>();
+  for (const t of available) {
+    if (patterns.some((p) => patternMatches(p, t.db, t.table))) byName.set(`${t.db}\0${t.table}`, { db: t.db, table: t.table });
+  }
+  const cmp = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
+  return [...byName.values()].sort((a, b) => cmp(a.db, b.db) || cmp(a.table, b.table));
+}
+
+interface Endpoint {
+  host?: string;
+  port?: number;
+  user?: string;
+  password?: string;
+}
+
+/** Splits mysql://user:password@host:port; messages never quote the URL, since it holds the password. */
+function parseSourceUrl(raw: string, ctx: z.core.$RefinementCtx<string>): Endpoint {
+  const fail = (message: string): never => {
+    ctx.addIssue({ code: 'custom', message });
+    return z.NEVER;
+  };
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    return fail('not a valid URL; expected mysql://user:password@host:port (percent-encode special characters in the password)');
+  }
+  if (url.protocol !== 'mysql:' && url.protocol !== 'mariadb:') {
+    return fail(`expected a mysql:// or mariadb:// URL, got scheme "${url.protocol.slice(0, -1)}"`);
+  }
+  if (url.pathname !== '' && url.pathname !== '/') return fail('a database path is not supported; list the tables in source.tables');
+  if (url.search !== '' || url.hash !== '') return fail('query parameters and fragments are not supported');
+  if (url.hostname === '') return fail('the URL has no host');
+  let user: string;
+  let password: string;
+  try {
+    user = decodeURIComponent(url.username);
+    password = decodeURIComponent(url.password);
+  } catch {
+    return fail('malformed percent-encoding in the user or password');
+  }
+  if (user === '') return fail('the URL has no user');
+  return {
+    host: url.hostname.replace(/^\[(.*)\]$/, '$1'),
+    port: url.port === '' ? 3306 : Number(url.port),
+    user,
+    password,
+  };
+}
+
+const ENDPOINT_KEYS = ['host', 'port', 'user', 'password'] as const;
+
+const sourceSchema = strict({
+  url: z.string().transform(parseSourceUrl).optional(),
+  // No zod defaults on these four: whether the user wrote them decides whether they clash with `url`.
+  host: nonEmpty.optional(),
+  port: int(1, 65535).optional(),
+  user: nonEmpty.optional(),
+  password: z.string().optional(),
+  serverId: int(1, MAX_SERVER_ID).optional(),
+  tables: z.array(tableName(true)).min(1),
+  connectTimeoutMs: int(1, 3_600_000).default(10_000),
+}).superRefine(
+  (source, ctx) => {
+    const given = ENDPOINT_KEYS.filter((k) => k in source);
+    if ('url' in source && given.length > 0) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['url'],
+        message: `cannot be combined with ${given.map((k) => `source.${k}`).join(', ')}; give either the url or the separate keys`,
+      });
+    }
+    if (!('url' in source) && !('user' in source)) ctx.addIssue({ code: 'custom', path: ['user'], message: 'required (or give source.url)' });
+  },
+  // Runs despite other problems in `source` (it only looks at which keys are present), so they are all reported together.
+  { when: (payload) => isRecord(payload.value) },
+);
+
+const columnList = z
+  .array(nonEmpty)
+  .min(1)
+  .refine((cols) => new Set(cols).size === cols.length, { error: 'lists a column more than once' });
+
+const snapshotSchema = strict({
+  mode: z.enum(SNAPSHOT_MODES).default('initial'),
+  chunkSize: int(1, 10_000_000).default(8192),
+  parallelism: int(1, 16).default(2),
+  chunkKey: z.record(tableName(false), columnList).default({}),
+});
+
+const tombstones = bool.default(true);
+
+/** Sink members, discriminated on `type`: a new sink is one more entry here and flows into `Config` unchanged. */
+const sinkSchema = z.discriminatedUnion('type', [
+  strict({ type: z.literal('jsonl'), path: nonEmpty, tombstones }),
+  strict({ type: z.literal('stdout'), tombstones }),
+]);
+
+export type SinkConfig = z.output<typeof sinkSchema>;
+
+export interface SourceConfig {
+  host: string;
+  port: number;
+  user: string;
+  password: string;
+  serverId: number;
+  tables: string[];
+  connectTimeoutMs: number;
+}
+
+export interface SnapshotConfig {
+  mode: SnapshotMode;
+  chunkSize: number;
+  parallelism: number;
+  /** "db.table" → unique NOT NULL columns to chunk on instead of the primary key. */
+  chunkKey: Record<string, string[]>;
+}
+
+export interface CommitConfig {
+  maxRecords: number;
+  maxDelayMs: number;
+}
+
+/** The config as the rest of tidemark sees it: every default filled in, every path absolute. */
+export interface Config {
+  name: string;
+  /** Absolute path of the file this was loaded from. */
+  configPath: string;
+  source: SourceConfig;
+  snapshot: SnapshotConfig;
+  checkpoint: { path: string };
+  sink: SinkConfig;
+  commit: CommitConfig;
+}
+
+/**
+ * Stable across processes and Node versions, so a restarted connector reuses its ids: MySQL then replaces
+ * the stale connection of the previous run rather than serving two connectors under different ids.
+ */
+function derivedServerId(name: string): number {
+  return DERIVED_SERVER_ID_FLOOR + (createHash('sha256').update(name).digest().readUInt32BE(0) % 2 ** 31);
+}
+
+/** True when no problem has been found at, above or below any of `paths`, so the values there have their parsed types. */
+const validAt =
+  (...paths: PropertyKey[][]) =>
+  (payload: z.core.ParsePayload): boolean =>
+    !payload.issues.some((issue) => paths.some((p) => (issue.path ?? []).every((k, i) => i >= p.length || k === p[i])));
+
+/**
+ * The whole file. Its output is a `Config` whose paths are still relative to the config file: resolving them
+ * needs the file's location, which loadConfig knows.
+ */
+export const configSchema = strict({
+  name: z.string().regex(/^[a-zA-Z0-9_.-]+$/, {
+    error: (issue) => `expected letters, digits, "_", "." or "-", ${got(issue.input)}`,
+  }),
+  source: sourceSchema,
+  snapshot: snapshotSchema.prefault({}),
+  checkpoint: strict({ path: nonEmpty.optional() }).prefault({}),
+  sink: sinkSchema,
+  commit: strict({
+    maxRecords: int(1, 10_000_000).default(10_000),
+    maxDelayMs: int(1, 3_600_000).default(500),
+  }).prefault({}),
+})
+  .superRefine(
+    (config, ctx) => {
+      for (const table of Object.keys(config.snapshot.chunkKey)) {
+        const [db = '', name = ''] = table.split('.');
+        if (!config.source.tables.some((p) => patternMatches(p, db, name))) {
+          ctx.addIssue({ code: 'custom', path: ['snapshot', 'chunkKey', table], message: 'this table is not captured by source.tables' });
+        }
+      }
+    },
+    { when: validAt(['source', 'tables'], ['snapshot', 'chunkKey']) },
+  )
+  .superRefine(
+    (config, ctx) => {
+      const { serverId } = config.source;
+      const last = serverId === undefined ? 0 : serverId + config.snapshot.parallelism;
+      if (last > MAX_SERVER_ID) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['source', 'serverId'],
+          message: `with snapshot.parallelism ${config.snapshot.parallelism} the ids up to ${last} are used, above the maximum ${MAX_SERVER_ID}`,
+        });
+      }
+    },
+    { when: validAt(['source', 'serverId'], ['snapshot', 'parallelism']) },
+  )
+  .transform((config): Omit<Config, 'configPath'> => {
+    const { url, host, port, user, password, serverId, tables, connectTimeoutMs } = config.source;
+    const endpoint = url ?? { host, port, user, password };
+    return {
+      name: config.name,
+      source: {
+        host: endpoint.host ?? '127.0.0.1',
+        port: endpoint.port ?? 3306,
+        // The source refinement guarantees a user from either the url or the `user` key.
+        user: endpoint.user ?? '',
+        password: endpoint.password ?? '',
+        serverId: serverId ?? derivedServerId(config.name),
+        tables,
+        connectTimeoutMs,
+      },
+      snapshot: config.snapshot,
+      checkpoint: { path: config.checkpoint.path ?? `./data/${config.name}.sqlite` },
+      sink: config.sink,
+      commit: config.commit,
+    };
+  });

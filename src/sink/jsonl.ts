@@ -1,0 +1,69 @@
+import { closeSync, fstatSync, fsyncSync, ftruncateSync, mkdirSync, openSync, statSync, writeSync } from 'node:fs';
+import { dirname } from 'node:path';
+import type { OutputRecord } from '../events/event.js';
+import type { PreparedBatch, Sink } from './sink.js';
+
+interface JsonlBatch extends PreparedBatch {
+  bytes: Buffer;
+}
+
+export function encodeLines(records: OutputRecord[]): Buffer {
+  let text = '';
+  for (const r of records) text += JSON.stringify(r) + '\n';
+  return Buffer.from(text);
+}
+
+/**
+ * One JSON object per line in a file the connector owns. Exactly-once: each batch is written and
+ * fsynced before its checkpoint commits, and on start the file is cut back to the byte length the
+ * last committed checkpoint recorded, so output of an uncommitted batch never survives a crash.
+ */
+export class JsonlSink implements Sink {
+  readonly guarantee = 'exactly-once';
+  private fd: number | null = null;
+  private length = 0;
+
+  constructor(private readonly path: string) {}
+
+  async holds(state: string): Promise<boolean> {
+    try {
+      return statSync(this.path).size >= Number(state);
+    } catch {
+      return false;
+    }
+  }
+
+  async open(committedState: string | undefined): Promise<void> {
+    mkdirSync(dirname(this.path), { recursive: true });
+    this.fd = openSync(this.path, 'a+');
+    const committed = Number(committedState ?? 0);
+    const size = fstatSync(this.fd).size;
+    if (size < committed) {
+      throw new Error(`${this.path} is ${size} bytes but the checkpoint says ${committed} were committed: the file was truncated or replaced. Restore it, or run tidemark reset to start over.`);
+    }
+    if (size > committed) {
+      ftruncateSync(this.fd, committed);
+      fsyncSync(this.fd);
+    }
+    this.length = committed;
+  }
+
+  prepare(records: OutputRecord[]): JsonlBatch {
+    const bytes = encodeLines(records);
+    return { records, bytes, state: String(this.length + bytes.length) };
+  }
+
+  async commit(batch: PreparedBatch): Promise<void> {
+    const { bytes } = batch as JsonlBatch;
+    if (this.fd === null) throw new Error('jsonl sink is not open');
+    let off = 0;
+    while (off < bytes.length) off += writeSync(this.fd, bytes, off, bytes.length - off);
+    fsyncSync(this.fd);
+    this.length += bytes.length;
+  }
+
+  async close(): Promise<void> {
+    if (this.fd !== null) closeSync(this.fd);
+    this.fd = null;
+  }
+}

@@ -1,0 +1,23 @@
+import type { OutputRecord } from '../events/event.js';
+
+/** A batch encoded for one sink commit, with the sink state it leaves behind once committed. */
+export interface PreparedBatch {
+  records: OutputRecord[];
+  /** Opaque to everything but the sink; stored with the checkpoint (ARCHITECTURE §4). */
+  state: string;
+}
+
+/**
+ * Where changes go. A sink commits a batch in one atomic step and can say after a crash whether
+ * a given commit made it; with the checkpoint store that makes delivery exactly-once.
+ */
+export interface Sink {
+  readonly guarantee: 'exactly-once' | 'at-least-once';
+  /** Asked on start about a commit that was pending when the process died: does the sink hold it? */
+  holds(state: string): Promise<boolean>;
+  /** Brings the sink to the state of the last committed checkpoint (undefined: nothing committed yet). */
+  open(committedState: string | undefined): Promise<void>;
+  prepare(records: OutputRecord[], seq: number): PreparedBatch;
+  commit(batch: PreparedBatch): Promise<void>;
+  close(): Promise<void>;
+}

@@ -1,0 +1,28 @@
+import type { OutputRecord } from '../events/event.js';
+import { encodeLines } from './jsonl.js';
+import type { PreparedBatch, Sink } from './sink.js';
+
+/**
+ * JSON lines on standard output, for piping. At-least-once: a pipe cannot say what its reader
+ * received, so after a crash the last uncommitted batch is written again.
+ */
+export class StdoutSink implements Sink {
+  readonly guarantee = 'at-least-once';
+
+  async holds(): Promise<boolean> {
+    return false;
+  }
+
+  async open(): Promise<void> {}
+
+  prepare(records: OutputRecord[], seq: number): PreparedBatch {
+    return { records, state: String(seq) };
+  }
+
+  async commit(batch: PreparedBatch): Promise<void> {
+    const bytes = encodeLines(batch.records);
+    if (!process.stdout.write(bytes)) await new Promise<void>((resolve) => process.stdout.once('drain', resolve));
+  }
+
+  async close(): Promise<void> {}
+}

@@ -1,0 +1,210 @@
+import ZongJi from '@vlasky/zongji';
+import type { AnyBinlogEvent, DeleteRowsEvent, QueryEvent, UpdateRowsEvent, WriteRowsEvent } from '@vlasky/zongji';
+import { BINLOG_CONNECTION_OPTIONS } from '../events/values.js';
+import type { Position } from './position.js';
+import { connectionOptions, SourceError, type SourceSettings } from './server.js';
+
+export interface RowChange {
+  kind: 'insert' | 'update' | 'delete';
+  db: string;
+  table: string;
+  /** Raw values as zongji decodes them; the value encoder makes them canonical. */
+  before: Record<string, unknown> | null;
+  after: Record<string, unknown> | null;
+  /** Index of the row within its binlog event. */
+  row: number;
+  /** Position of the row event (MariaDB writes 0 inside transactions; then the commit's). */
+  pos: number;
+}
+
+/** One committed source transaction, delivered whole. */
+export interface BinlogTransaction {
+  changes: RowChange[];
+  truncates: { db: string; table: string }[];
+  /** DDL statements seen in this (implicit) transaction, with their default database. */
+  ddl: { db: string; sql: string }[];
+  /** The transaction boundary right after its commit: where a resume must start. */
+  end: Position;
+  gtid: string | null;
+  tsMs: number;
+}
+
+export type StartAt = { file: string; pos: number } | { gtidSet: string };
+
+export interface BinlogReaderOptions {
+  source: SourceSettings;
+  serverId: number;
+  start: StartAt;
+  /** Tables whose row events are decoded; others are skipped by zongji before decoding. */
+  tables: { db: string; table: string }[];
+  onTransaction(tx: BinlogTransaction): void;
+  /** A transaction boundary reached without a captured change (heartbeat, skipped transaction). */
+  onPosition?(p: Position): void;
+  onError(err: Error): void;
+}
+
+const TRUNCATE = /^\s*TRUNCATE\s+(?:TABLE\s+)?(?:`?([^`.\s]+)`?\s*\.\s*)?`?([^`\s;]+)`?/i;
+const DDL = /^\s*(ALTER|CREATE|DROP|RENAME|TRUNCATE)\b/i;
+
+/**
+ * Follows the binlog with zongji and hands over whole transactions with the exact resume
+ * position after each. Row events are buffered until the commit marker, so a consumer never
+ * sees half a transaction.
+ */
+export class BinlogReader {
+  private readonly zongji: ZongJi;
+  private tx: BinlogTransaction | null = null;
+  private stopped = false;
+
+  constructor(private readonly opts: BinlogReaderOptions) {
+    this.zongji = new ZongJi({ ...connectionOptions(opts.source), ...BINLOG_CONNECTION_OPTIONS });
+  }
+
+  start(): Promise<void> {
+    const includeSchema: Record<string, string[]> = {};
+    for (const t of this.opts.tables) (includeSchema[t.db] ??= []).push(t.table);
+    return new Promise((resolve, reject) => {
+      let ready = false;
+      this.zongji.on('ready', () => {
+        ready = true;
+        resolve();
+      });
+      this.zongji.on('error', (err: Error) => {
+        if (this.stopped) return;
+        const e = describeBinlogError(err);
+        if (!ready) reject(e);
+        else this.opts.onError(e);
+      });
+      this.zongji.on('binlog', (evt) => {
+        try {
+          this.handle(evt);
+        } catch (err) {
+          this.opts.onError(err as Error);
+        }
+      });
+      this.zongji.start({
+        serverId: this.opts.serverId,
+        ...('gtidSet' in this.opts.start ? { gtidSet: this.opts.start.gtidSet } : { filename: this.opts.start.file, position: this.opts.start.pos }),
+        includeEvents: ['rotate', 'gtid', 'anonymousgtid', 'mariadbgtid', 'query', 'xid', 'tablemap', 'writerows', 'updaterows', 'deleterows', 'heartbeat'],
+        includeSchema,
+      });
+    });
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.zongji.stop();
+  }
+
+  /** Stops delivery while the consumer catches up (TCP back-pressure reaches the server). */
+  pause(): void {
+    this.zongji.connection?.pause();
+  }
+
+  resume(): void {
+    this.zongji.connection?.resume();
+  }
+
+  private here(): Position {
+    const p: Position = { file: this.zongji.options.filename!, pos: this.zongji.options.position! };
+    const gtid = this.zongji.gtidSet;
+    if (gtid !== undefined) p.gtid = gtid;
+    return p;
+  }
+
+  private open(evt: AnyBinlogEvent): BinlogTransaction {
+    this.tx ??= { changes: [], truncates: [], ddl: [], end: { file: '', pos: 0 }, gtid: evt.gtid ?? null, tsMs: evt.timestamp };
+    return this.tx;
+  }
+
+  private commit(evt: AnyBinlogEvent): void {
+    const tx = this.open(evt);
+    this.tx = null;
+    tx.end = this.here();
+    tx.gtid ??= evt.gtid ?? null;
+    tx.tsMs = evt.timestamp;
+    if (tx.changes.length === 0 && tx.truncates.length === 0 && tx.ddl.length === 0) this.opts.onPosition?.(tx.end);
+    else this.opts.onTransaction(tx);
+  }
+
+  private handle(evt: AnyBinlogEvent): void {
+    switch (evt.getEventName()) {
+      case 'gtid':
+      case 'anonymousgtid':
+      case 'mariadbgtid':
+        this.tx = null;
+        this.open(evt);
+        return;
+      case 'writerows':
+      case 'updaterows':
+      case 'deleterows':
+        this.rows(evt as WriteRowsEvent | UpdateRowsEvent | DeleteRowsEvent);
+        return;
+      case 'xid':
+        this.commit(evt);
+        return;
+      case 'query':
+        this.query(evt as QueryEvent);
+        return;
+      case 'heartbeat':
+        if (this.tx === null) this.opts.onPosition?.(this.here());
+        return;
+      default:
+        return;
+    }
+  }
+
+  private query(evt: QueryEvent): void {
+    const sql = evt.query.trim();
+    if (/^BEGIN$/i.test(sql)) {
+      this.open(evt);
+      return;
+    }
+    if (/^COMMIT$/i.test(sql)) {
+      this.commit(evt);
+      return;
+    }
+    if (DDL.test(sql)) {
+      const tx = this.open(evt);
+      tx.ddl.push({ db: evt.schema, sql });
+      const t = TRUNCATE.exec(sql);
+      if (t) {
+        const table = { db: t[1] ?? evt.schema, table: t[2]! };
+        if (this.opts.tables.some((c) => c.db === table.db && c.table === table.table)) tx.truncates.push(table);
+      }
+      // A DDL statement commits on its own: it has no Xid event.
+      this.commit(evt);
+    }
+  }
+
+  private rows(evt: WriteRowsEvent | UpdateRowsEvent | DeleteRowsEvent): void {
+    const meta = evt.tableMap[evt.tableId];
+    if (!meta) return;
+    const tx = this.open(evt);
+    const base = { db: meta.parentSchema, table: meta.tableName, pos: evt.nextPosition };
+    const name = evt.getEventName();
+    evt.rows.forEach((r, row) => {
+      if (name === 'writerows') tx.changes.push({ ...base, kind: 'insert', before: null, after: r as Record<string, unknown>, row });
+      else if (name === 'deleterows') tx.changes.push({ ...base, kind: 'delete', before: r as Record<string, unknown>, after: null, row });
+      else {
+        const u = r as { before: Record<string, unknown>; after: Record<string, unknown> };
+        tx.changes.push({ ...base, kind: 'update', before: u.before, after: u.after, row });
+      }
+    });
+  }
+}
+
+/** Turns the server's replication errors into ones that say what to do. */
+export function describeBinlogError(err: Error): Error {
+  const e = err as Error & { errno?: number; code?: string };
+  if (e.errno === 1236 || /purged|could not find first log file|has purged binary logs/i.test(e.message)) {
+    return new SourceError(
+      `the binlog position tidemark needs is no longer on the server (${e.message}). ` +
+        'The server purged it. Set snapshot.mode: when_needed to re-snapshot automatically, or run `tidemark reset` and sync again.',
+    );
+  }
+  if (e.errno === 1227 || /REPLICATION SLAVE|access denied/i.test(e.message)) {
+    return new SourceError(`cannot read the binlog: ${e.message}. Grant it with GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO <user>.`);
+  }
+  return err;
+}

@@ -1,0 +1,78 @@
+import type { Connection } from 'mysql2/promise';
+
+/** One column as INFORMATION_SCHEMA.COLUMNS describes it; the value encoder works from this. */
+export interface ColumnInfo {
+  name: string;
+  /** DATA_TYPE, lower case: 'int', 'bigint', 'varchar', 'datetime', 'json', 'enum', ... */
+  dataType: string;
+  /** COLUMN_TYPE, lower case: 'bigint unsigned', "enum('a','b')", 'datetime(6)', 'decimal(65,30)', 'bit(12)' */
+  columnType: string;
+  unsigned: boolean;
+  nullable: boolean;
+  charset: string | null;
+  collation: string | null;
+  numericPrecision: number | null;
+  numericScale: number | null;
+  datetimePrecision: number | null;
+}
+
+export interface TableSchema {
+  db: string;
+  table: string;
+  /** In ordinal order. */
+  columns: ColumnInfo[];
+  /** Primary key columns in key order; empty when the table has none. */
+  primaryKey: string[];
+}
+
+interface ColumnRow {
+  TABLE_NAME: string;
+  COLUMN_NAME: string;
+  DATA_TYPE: string;
+  COLUMN_TYPE: string;
+  IS_NULLABLE: string;
+  CHARACTER_SET_NAME: string | null;
+  COLLATION_NAME: string | null;
+  NUMERIC_PRECISION: number | string | null;
+  NUMERIC_SCALE: number | string | null;
+  DATETIME_PRECISION: number | string | null;
+  COLUMN_KEY: string;
+}
+
+const num = (v: number | string | null): number | null => (v === null ? null : Number(v));
+
+/** Loads the column lists and primary keys of the given tables of one database. */
+export async function loadTableSchemas(conn: Connection, db: string, tables: string[]): Promise<Map<string, TableSchema>> {
+  const result = new Map<string, TableSchema>();
+  if (tables.length === 0) return result;
+  const [cols] = await conn.query(
+    `SELECT TABLE_NAME, COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE, CHARACTER_SET_NAME, COLLATION_NAME,
+            NUMERIC_PRECISION, NUMERIC_SCALE, DATETIME_PRECISION, COLUMN_KEY
+       FROM INFORMATION_SCHEMA.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME IN (?) ORDER BY TABLE_NAME, ORDINAL_POSITION`,
+    [db, tables],
+  );
+  const [keys] = await conn.query(
+    `SELECT TABLE_NAME, COLUMN_NAME FROM INFORMATION_SCHEMA.KEY_COLUMN_USAGE
+      WHERE TABLE_SCHEMA = ? AND TABLE_NAME IN (?) AND CONSTRAINT_NAME = 'PRIMARY' ORDER BY TABLE_NAME, ORDINAL_POSITION`,
+    [db, tables],
+  );
+  for (const c of cols as ColumnRow[]) {
+    let t = result.get(c.TABLE_NAME);
+    if (!t) result.set(c.TABLE_NAME, (t = { db, table: c.TABLE_NAME, columns: [], primaryKey: [] }));
+    const columnType = c.COLUMN_TYPE.toLowerCase();
+    t.columns.push({
+      name: c.COLUMN_NAME,
+      dataType: c.DATA_TYPE.toLowerCase(),
+      columnType,
+      unsigned: /\bunsigned\b/.test(columnType),
+      nullable: c.IS_NULLABLE === 'YES',
+      charset: c.CHARACTER_SET_NAME,
+      collation: c.COLLATION_NAME,
+      numericPrecision: num(c.NUMERIC_PRECISION),
+      numericScale: num(c.NUMERIC_SCALE),
+      datetimePrecision: num(c.DATETIME_PRECISION),
+    });
+  }
+  for (const k of keys as { TABLE_NAME: string; COLUMN_NAME: string }[]) result.get(k.TABLE_NAME)?.primaryKey.push(k.COLUMN_NAME);
+  return result;
+}

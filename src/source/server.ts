@@ -1,0 +1,112 @@
+import mysql from 'mysql2/promise';
+import type { Connection, ConnectionOptions } from 'mysql2/promise';
+import type { SourceIdentity } from '../checkpoint/store.js';
+import { SNAPSHOT_CONNECTION_OPTIONS, SNAPSHOT_SESSION_SQL } from '../events/values.js';
+import type { Position } from './position.js';
+
+export interface SourceSettings {
+  host: string;
+  port: number;
+  user: string;
+  password: string;
+  connectTimeoutMs: number;
+}
+
+/** An error the user can act on: says what is wrong and how to fix it; sync exits non-zero. */
+export class SourceError extends Error {
+  override name = 'SourceError';
+}
+
+export function connectionOptions(s: SourceSettings): ConnectionOptions {
+  return { host: s.host, port: s.port, user: s.user, password: s.password, connectTimeout: s.connectTimeoutMs };
+}
+
+/** Opens a query connection whose values are lossless and whose session time zone is UTC. */
+export async function connect(s: SourceSettings): Promise<Connection> {
+  let conn: Connection;
+  try {
+    conn = await mysql.createConnection({ ...connectionOptions(s), ...SNAPSHOT_CONNECTION_OPTIONS });
+  } catch (err) {
+    throw describeConnectError(err, s);
+  }
+  for (const sql of SNAPSHOT_SESSION_SQL) await conn.query(sql);
+  return conn;
+}
+
+function describeConnectError(err: unknown, s: SourceSettings): Error {
+  const e = err as { code?: string; message?: string };
+  const where = `${s.user}@${s.host}:${s.port}`;
+  if (e.code === 'ER_ACCESS_DENIED_ERROR') {
+    return new SourceError(`cannot log in to the source as ${where}: access denied. Check source.user and source.password (or the password in source.url).`);
+  }
+  if (e.code === 'ECONNREFUSED' || e.code === 'ETIMEDOUT' || e.code === 'ENOTFOUND' || e.code === 'EHOSTUNREACH') {
+    return new SourceError(`cannot reach the source at ${s.host}:${s.port} (${e.code}). Check source.host/source.port (or source.url) and that the server is running.`);
+  }
+  return new SourceError(`cannot connect to the source as ${where}: ${e.message ?? String(err)}`);
+}
+
+export interface ServerInfo {
+  identity: SourceIdentity;
+  gtidMode: boolean;
+}
+
+async function variables(conn: Connection, names: string[]): Promise<Record<string, string | null>> {
+  const [rows] = await conn.query(`SHOW GLOBAL VARIABLES WHERE Variable_name IN (?)`, [names]);
+  const out: Record<string, string | null> = Object.fromEntries(names.map((n) => [n, null]));
+  for (const r of rows as { Variable_name: string; Value: string }[]) out[r.Variable_name] = r.Value;
+  return out;
+}
+
+/** Reads who the server is and refuses settings under which row changes can't be captured. */
+export async function inspectServer(conn: Connection): Promise<ServerInfo> {
+  const v = await variables(conn, ['version', 'log_bin', 'binlog_format', 'binlog_row_image', 'server_uuid', 'server_id', 'gtid_mode']);
+  const version = v.version ?? '';
+  const flavour = /mariadb/i.test(version) ? 'mariadb' : 'mysql';
+  if (v.log_bin !== 'ON') {
+    throw new SourceError('the source has no binary log (log_bin is OFF). Start the server with --log-bin (and --server-id) so tidemark can follow changes.');
+  }
+  if (v.binlog_format !== 'ROW') {
+    throw new SourceError(`the source logs binlog_format=${v.binlog_format}; tidemark needs ROW. Run SET GLOBAL binlog_format = 'ROW' (and set it in the server config), then reconnect.`);
+  }
+  if (v.binlog_row_image !== 'FULL') {
+    throw new SourceError(`the source logs binlog_row_image=${v.binlog_row_image}; tidemark needs FULL before/after images. Run SET GLOBAL binlog_row_image = 'FULL' (and set it in the server config).`);
+  }
+  return {
+    identity: { flavour, serverId: (flavour === 'mysql' ? v.server_uuid : v.server_id) ?? '', version },
+    gtidMode: flavour === 'mariadb' || v.gtid_mode === 'ON',
+  };
+}
+
+/** The current binlog position; always at a transaction boundary. */
+export async function currentPosition(conn: Connection, flavour: 'mysql' | 'mariadb'): Promise<Position> {
+  let rows: unknown;
+  try {
+    [rows] = await conn.query('SHOW BINARY LOG STATUS');
+  } catch {
+    // MariaDB and MySQL before 8.2 only know the older name.
+    [rows] = await conn.query('SHOW MASTER STATUS');
+  }
+  const r = (rows as { File: string; Position: number | string; Executed_Gtid_Set?: string }[])[0];
+  if (!r) throw new SourceError('SHOW BINARY LOG STATUS returned nothing: the binary log is off, or the user lacks REPLICATION CLIENT. Grant it with GRANT REPLICATION CLIENT ON *.* TO <user>.');
+  const p: Position = { file: r.File, pos: Number(r.Position) };
+  if (flavour === 'mysql' && r.Executed_Gtid_Set) p.gtid = r.Executed_Gtid_Set.replace(/\s+/g, '');
+  return p;
+}
+
+/** Binlog files the server still has, oldest first. */
+export async function binlogFiles(conn: Connection): Promise<string[]> {
+  const [rows] = await conn.query('SHOW BINARY LOGS');
+  return (rows as { Log_name: string }[]).map((r) => r.Log_name);
+}
+
+export async function listTables(conn: Connection): Promise<{ db: string; table: string }[]> {
+  const [rows] = await conn.query(
+    `SELECT TABLE_SCHEMA AS db, TABLE_NAME AS t FROM INFORMATION_SCHEMA.TABLES
+      WHERE TABLE_TYPE = 'BASE TABLE' AND TABLE_SCHEMA NOT IN ('mysql', 'sys', 'performance_schema', 'information_schema')`,
+  );
+  return (rows as { db: string; t: string }[]).map((r) => ({ db: r.db, table: r.t }));
+}
+
+export function quoteId(name: string): string {
+  return `\`${name.replace(/`/g, '``')}\``;
+}
