@@ -99,8 +99,8 @@ function converterFor(column: ColumnInfo, origin: RowOrigin): Converter {
     case 'text':
     case 'mediumtext':
     case 'longtext':
-      // MariaDB's JSON is a LONGTEXT alias: without the column's json_valid() check in ColumnInfo it stays text.
-      return orNull((v) => v);
+      // MariaDB's JSON is a LONGTEXT alias; both readers deliver it as text.
+      return column.isJson ? orNull((v) => parseJsonExact(asString(v, column, origin))) : orNull((v) => v);
     case 'binary':
     case 'varbinary':
     case 'tinyblob':

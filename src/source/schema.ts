@@ -14,6 +14,8 @@ export interface ColumnInfo {
   numericPrecision: number | null;
   numericScale: number | null;
   datetimePrecision: number | null;
+  /** A JSON column; on MariaDB JSON is a LONGTEXT alias known only by its json_valid() check. */
+  isJson: boolean;
 }
 
 export interface TableSchema {
@@ -71,8 +73,31 @@ export async function loadTableSchemas(conn: Connection, db: string, tables: str
       numericPrecision: num(c.NUMERIC_PRECISION),
       numericScale: num(c.NUMERIC_SCALE),
       datetimePrecision: num(c.DATETIME_PRECISION),
+      isJson: c.DATA_TYPE.toLowerCase() === 'json',
     });
   }
   for (const k of keys as { TABLE_NAME: string; COLUMN_NAME: string }[]) result.get(k.TABLE_NAME)?.primaryKey.push(k.COLUMN_NAME);
+  for (const { table, column } of await mariadbJsonColumns(conn, db, tables)) {
+    const c = result.get(table)?.columns.find((col) => col.name === column);
+    if (c) c.isJson = true;
+  }
   return result;
+}
+
+/** MariaDB declares a JSON column as LONGTEXT with a `json_valid(col)` check constraint named after the column. */
+async function mariadbJsonColumns(conn: Connection, db: string, tables: string[]): Promise<{ table: string; column: string }[]> {
+  try {
+    const [rows] = await conn.query(
+      `SELECT TABLE_NAME, CONSTRAINT_NAME, CHECK_CLAUSE FROM INFORMATION_SCHEMA.CHECK_CONSTRAINTS
+        WHERE CONSTRAINT_SCHEMA = ? AND TABLE_NAME IN (?) AND CHECK_CLAUSE LIKE 'json_valid(%'`,
+      [db, tables],
+    );
+    return (rows as { TABLE_NAME: string; CHECK_CLAUSE: string }[]).flatMap((r) => {
+      const m = /^json_valid\(`?([^`)]+)`?\)$/i.exec(r.CHECK_CLAUSE.trim());
+      return m ? [{ table: r.TABLE_NAME, column: m[1]! }] : [];
+    });
+  } catch {
+    // MySQL's CHECK_CONSTRAINTS has no TABLE_NAME column; its JSON columns already say 'json'.
+    return [];
+  }
 }

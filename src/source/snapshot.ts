@@ -92,17 +92,13 @@ export async function readChunk(
   }
   const [raw] = await conn.query(select, where.params);
   const hw = await currentPosition(conn, 'mysql');
+  const encoded = (raw as Record<string, unknown>[]).map(table.encodeSnapshotRow);
+  if (!inFlight && comparePositions(lw, hw) === 0) return { lw, hw, rows: encoded, backfilled: 0 };
   const rows = new Map<string, Record<string, unknown>>();
-  for (const r of raw as Record<string, unknown>[]) {
-    const row = table.encodeSnapshotRow(r);
-    rows.set(JSON.stringify(keyOf(row, table.keyColumns)), row);
-  }
-  let backfilled = 0;
-  if (inFlight || comparePositions(lw, hw) < 0) {
-    const start = inFlight && executed !== undefined ? { gtidSet: executed } : { file: lw.file, pos: lw.pos };
-    const txs = await readBinlogRange(ctx.source, backfillServerId, start, hw, table.schema);
-    backfilled = await applyBackfill(table, chunk, rows, txs);
-  }
+  for (const row of encoded) rows.set(JSON.stringify(keyOf(row, table.keyColumns)), row);
+  const start = inFlight && executed !== undefined ? { gtidSet: executed } : { file: lw.file, pos: lw.pos };
+  const txs = await readBinlogRange(ctx.source, backfillServerId, start, hw, table.schema);
+  const backfilled = await applyBackfill(table, chunk, rows, txs);
   return { lw, hw, rows: [...rows.values()], backfilled };
 }
 

@@ -79,6 +79,7 @@ function checkIdentity(store: CheckpointStore, info: ServerInfo): void {
 
 interface CapturedTable {
   name: string;
+  /** Replaced when DDL changes the table. */
   schema: TableSchema;
   chunkKey: string[];
 }
@@ -205,7 +206,19 @@ class RunContext {
     return this.opts.signal?.aborted ?? false;
   }
 
-  private async tableFor(t: CapturedTable): Promise<SnapshotTable> {
+  /**
+   * Re-reads a table's columns after DDL on it, so later row images are encoded with the new
+   * column list. This reads the schema as it is now, which matches the binlog only while the
+   * stream is close to the head (no schema history yet).
+   */
+  async reloadSchema(t: CapturedTable): Promise<void> {
+    const schema = (await loadTableSchemas(this.conn, t.schema.db, [t.schema.table])).get(t.schema.table);
+    if (!schema) return;
+    t.schema = schema;
+    this.snapshotTables.delete(t.name);
+  }
+
+  async tableFor(t: CapturedTable): Promise<SnapshotTable> {
     let st = this.snapshotTables.get(t.name);
     if (!st) {
       const keyColumns = keyColumnsOf(t.schema, t.chunkKey);
@@ -317,7 +330,7 @@ class RunContext {
       const chunks = this.store.chunks(t.name);
       if (chunks.length > 0) await filter.addTable(t.name, chunks, (await this.tableFor(t)).order);
     }
-    const streamer = new Streamer(this.config, this.store, this.info, this.committer, filter, this.tables, (t) => this.tableFor(t), this.opts, this.log);
+    const streamer = new Streamer(this.config, this.store, this.info, this.committer, filter, this.tables, this, this.opts, this.log);
     // With nothing snapshotted in this run, "caught up" means: up to where the server was at start.
     const target = this.caughtUpTarget ?? (await currentPosition(this.conn, this.info.identity.flavour));
     await streamer.run(startPos, this.opts.untilCaughtUp ? target : undefined);
@@ -348,12 +361,12 @@ class Streamer {
     private readonly info: ServerInfo,
     private readonly committer: Committer,
     private readonly filter: StreamFilter,
-    tables: CapturedTable[],
-    private readonly tableFor: (t: CapturedTable) => Promise<SnapshotTable>,
+    captured: CapturedTable[],
+    private readonly tables: Pick<RunContext, 'tableFor' | 'reloadSchema'>,
     private readonly opts: SyncOptions,
     private readonly log: NonNullable<SyncOptions['log']>,
   ) {
-    this.byName = new Map(tables.map((t) => [t.name, t]));
+    this.byName = new Map(captured.map((t) => [t.name, t]));
     this.lastReceived = { file: '', pos: 0 };
   }
 
@@ -466,7 +479,7 @@ class Streamer {
       const name = `${c.db}.${c.table}`;
       const table = this.byName.get(name);
       if (!table) continue;
-      const st = await this.tableFor(table);
+      const st = await this.tables.tableFor(table);
       encoded.push({ name, table, st, before: c.before && st.encodeBinlogRow(c.before), after: c.after && st.encodeBinlogRow(c.after) });
     }
     if (this.filter.active) {
@@ -511,7 +524,14 @@ class Streamer {
 
   /** DDL on a captured table: later row images follow the new column list. */
   private async refreshSchemas(tx: BinlogTransaction): Promise<void> {
-    for (const d of tx.ddl) this.log('DDL seen', { db: d.db, sql: d.sql.slice(0, 200) });
+    for (const d of tx.ddl) {
+      for (const t of this.byName.values()) {
+        if (t.schema.db !== d.db && !d.sql.includes(t.schema.db)) continue;
+        if (!new RegExp(`\\b${t.schema.table.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\b`).test(d.sql)) continue;
+        this.log('schema change', { table: t.name, sql: d.sql.slice(0, 200) });
+        await this.tables.reloadSchema(t);
+      }
+    }
   }
 
   private async flushIfDue(idle: boolean): Promise<void> {

@@ -23,6 +23,7 @@ function col(name: string, dataType: string, columnType = dataType, extra: Parti
     numericPrecision: null,
     numericScale: null,
     datetimePrecision: null,
+    isJson: dataType === 'json',
     ...extra,
   };
 }
