@@ -24,7 +24,10 @@ function literal(column: ColumnInfo, value: unknown): Sql {
     if (!/^-?\d+(\.\d+)?$/.test(text)) throw new Error(`bad numeric key value for ${column.name}: ${text}`);
     return { text, params: [] };
   }
-  if (BINARY_TYPES.has(column.dataType)) return { text: '?', params: [Buffer.from(String(value), 'base64')] };
+  if (BINARY_TYPES.has(column.dataType) || (column.dataType === 'bit' && typeof value === 'string')) {
+    return { text: '?', params: [Buffer.from(String(value), 'base64')] };
+  }
+  if (column.dataType === 'bit') return literal({ ...column, dataType: 'bigint' }, value);
   if (column.dataType === 'datetime' || column.dataType === 'timestamp') {
     return { text: '?', params: [String(value).replace('T', ' ').replace(/Z$/, '')] };
   }

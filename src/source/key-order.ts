@@ -3,9 +3,10 @@ import type { KeyTuple } from '../checkpoint/store.js';
 import type { ColumnInfo } from './schema.js';
 
 const INTEGER_TYPES = new Set(['tinyint', 'smallint', 'mediumint', 'int', 'integer', 'bigint', 'year']);
-const DECIMAL_TYPES = new Set(['decimal', 'numeric', 'float', 'double', 'real']);
+const DECIMAL_TYPES = new Set(['decimal', 'numeric']);
+const FLOAT_TYPES = new Set(['float', 'double', 'real']);
 const COLLATED_TYPES = new Set(['char', 'varchar', 'tinytext', 'text', 'mediumtext', 'longtext', 'enum', 'set']);
-const BINARY_TYPES = new Set(['binary', 'varbinary', 'tinyblob', 'blob', 'mediumblob', 'longblob', 'bit']);
+const BINARY_TYPES = new Set(['binary', 'varbinary', 'tinyblob', 'blob', 'mediumblob', 'longblob']);
 
 /** Orders canonical numbers exactly: integers beyond 2^53 arrive as decimal strings. */
 function compareNumeric(a: unknown, b: unknown): number {
@@ -35,6 +36,19 @@ function compareDecimalStrings(x: string, y: string): number {
 }
 
 const compareStrings = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
+
+const compareBytes = (a: unknown, b: unknown): number => Buffer.compare(Buffer.from(String(a), 'base64'), Buffer.from(String(b), 'base64'));
+
+/** BIT(n) is a number up to 53 bits and big-endian bytes (base64) beyond; either way it orders as an unsigned integer. */
+const compareBits = (a: unknown, b: unknown): number => (typeof a === 'number' && typeof b === 'number' ? a - b : compareBytes(a, b));
+
+/** TIME is a signed duration ('-838:59:59.000000' .. '838:59:59.000000'), so it orders by its value, not its text. */
+function timeValue(v: unknown): number {
+  const m = /^(-?)(\d+):(\d{2}):(\d{2})(?:\.(\d+))?$/.exec(String(v));
+  if (!m) return NaN;
+  const micros = ((Number(m[2]) * 60 + Number(m[3])) * 60 + Number(m[4])) * 1e6 + Number((m[5] ?? '').padEnd(6, '0'));
+  return m[1] ? -micros : micros;
+}
 
 type Comparator = (a: unknown, b: unknown) => number;
 
@@ -72,9 +86,10 @@ export class KeyOrder {
 
   private comparatorFor(column: ColumnInfo, i: number): Comparator {
     if (INTEGER_TYPES.has(column.dataType) || DECIMAL_TYPES.has(column.dataType)) return compareNumeric;
-    if (BINARY_TYPES.has(column.dataType)) {
-      return (a, b) => Buffer.compare(Buffer.from(String(a), 'base64'), Buffer.from(String(b), 'base64'));
-    }
+    if (FLOAT_TYPES.has(column.dataType)) return (a, b) => Number(a) - Number(b);
+    if (BINARY_TYPES.has(column.dataType)) return compareBytes;
+    if (column.dataType === 'bit') return compareBits;
+    if (column.dataType === 'time') return (a, b) => timeValue(a) - timeValue(b);
     if (COLLATED_TYPES.has(column.dataType)) {
       const weights = this.weights[i]!;
       return (a, b) => {

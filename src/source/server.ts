@@ -48,6 +48,8 @@ function describeConnectError(err: unknown, s: SourceSettings): Error {
 export interface ServerInfo {
   identity: SourceIdentity;
   gtidMode: boolean;
+  /** `@@server_id`, reported as the origin of binlog events (those replicated from elsewhere included: zongji does not expose the event header's id). */
+  serverId: number;
 }
 
 async function variables(conn: Connection, names: string[]): Promise<Record<string, string | null>> {
@@ -74,6 +76,7 @@ export async function inspectServer(conn: Connection): Promise<ServerInfo> {
   return {
     identity: { flavour, serverId: (flavour === 'mysql' ? v.server_uuid : v.server_id) ?? '', version },
     gtidMode: flavour === 'mariadb' || v.gtid_mode === 'ON',
+    serverId: Number(v.server_id ?? 0),
   };
 }
 

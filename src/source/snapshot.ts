@@ -40,6 +40,13 @@ export interface ChunkReaderContext {
   source: SourceSettings;
 }
 
+/**
+ * Fault injection for the consistency tests: widens the window between watermark and SELECT so
+ * concurrent writes land inside chunks being read, which is what backfill exists for.
+ */
+const WINDOW_DELAY_MS = Number(process.env.TIDEMARK_TEST_CHUNK_DELAY_MS ?? 0);
+const widenWindow = (): Promise<void> | undefined => (WINDOW_DELAY_MS > 0 ? new Promise((r) => setTimeout(r, WINDOW_DELAY_MS)) : undefined);
+
 export function keyOf(row: Record<string, unknown>, keyColumns: ColumnInfo[]): KeyTuple {
   return keyColumns.map((c) => row[c.name]);
 }
@@ -74,6 +81,7 @@ export async function readChunk(
       const [status] = await conn.query("SHOW STATUS LIKE 'binlog_snapshot_%'");
       const v = Object.fromEntries((status as { Variable_name: string; Value: string }[]).map((r) => [r.Variable_name.toLowerCase(), r.Value]));
       const at: Position = { file: v.binlog_snapshot_file!, pos: Number(v.binlog_snapshot_position) };
+      await widenWindow();
       const [raw] = await conn.query(select, where.params);
       return { lw: at, hw: at, rows: (raw as Record<string, unknown>[]).map(table.encodeSnapshotRow), backfilled: 0 };
     } finally {
@@ -90,7 +98,9 @@ export async function readChunk(
     executed = e!.replace(/\s+/g, '');
     inFlight = o!.trim() !== '';
   }
+  await widenWindow();
   const [raw] = await conn.query(select, where.params);
+  await widenWindow();
   const hw = await currentPosition(conn, 'mysql');
   const encoded = (raw as Record<string, unknown>[]).map(table.encodeSnapshotRow);
   if (!inFlight && comparePositions(lw, hw) === 0) return { lw, hw, rows: encoded, backfilled: 0 };

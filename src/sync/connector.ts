@@ -42,14 +42,14 @@ export async function runSync(config: Config, opts: SyncOptions = {}): Promise<v
   const sink = createSink(config);
   try {
     const info = await inspectServer(conn);
-    checkIdentity(store, info);
+    const sameServer = checkIdentity(store, info, log);
     const tables = await resolveTables(conn, config);
     const committer = new Committer(store, sink, new DebeziumEncoder({ name: config.name, tombstones: config.sink.tombstones }));
     await committer.recover();
     store.setSourceIdentity(info.identity);
 
     await planTables(conn, config, store, info, tables, log);
-    const ctx = new RunContext(config, conn, store, info, tables, committer, opts, log);
+    const ctx = new RunContext(config, conn, store, info, tables, committer, opts, log, sameServer);
     await ctx.snapshot();
     if (opts.signal?.aborted) return;
     if (config.snapshot.mode === 'initial_only') {
@@ -64,13 +64,20 @@ export async function runSync(config: Config, opts: SyncOptions = {}): Promise<v
   }
 }
 
-/** Refuses to resume against a different server unless its stored GTIDs are valid there. */
-function checkIdentity(store: CheckpointStore, info: ServerInfo): void {
+/**
+ * Refuses to resume against a different server unless the stored GTID position can be used there
+ * (a failover within one replication topology). Returns whether binlog file/positions of the
+ * checkpoint refer to this server.
+ */
+function checkIdentity(store: CheckpointStore, info: ServerInfo, log: NonNullable<SyncOptions['log']>): boolean {
   const stored = store.sourceIdentity();
-  if (!stored) return;
-  if (stored.flavour === info.identity.flavour && stored.serverId === info.identity.serverId) return;
+  if (!stored) return true;
+  if (stored.flavour === info.identity.flavour && stored.serverId === info.identity.serverId) return true;
   const gtid = store.streamPosition()?.gtid;
-  if (stored.flavour === info.identity.flavour && gtid) return;
+  if (stored.flavour === info.identity.flavour && gtid) {
+    log('source server changed; resuming by GTID position', { was: stored.serverId, now: info.identity.serverId });
+    return false;
+  }
   throw new SourceError(
     `the checkpoint belongs to ${stored.flavour} server ${stored.serverId}, but the source is ${info.identity.flavour} server ${info.identity.serverId}, ` +
       'and the checkpoint has no GTID position valid on both. Point source at the original server, or run `tidemark reset` (or use a new checkpoint.path) to start over.',
@@ -198,6 +205,7 @@ class RunContext {
     private readonly committer: Committer,
     private readonly opts: SyncOptions,
     private readonly log: NonNullable<SyncOptions['log']>,
+    private readonly sameServer: boolean,
   ) {
     this.ids = serverIdRange(config);
   }
@@ -333,7 +341,7 @@ class RunContext {
     const streamer = new Streamer(this.config, this.store, this.info, this.committer, filter, this.tables, this, this.opts, this.log);
     // With nothing snapshotted in this run, "caught up" means: up to where the server was at start.
     const target = this.caughtUpTarget ?? (await currentPosition(this.conn, this.info.identity.flavour));
-    await streamer.run(startPos, this.opts.untilCaughtUp ? target : undefined);
+    await streamer.run(startPos, this.opts.untilCaughtUp ? target : undefined, this.sameServer);
   }
 }
 
@@ -348,6 +356,8 @@ class Streamer {
   private batch: ChangeEvent[] = [];
   private batchEnd: Position | null = null;
   private batchStartedMs = 0;
+  private lastFlushMs = 0;
+  private committedSinceStart = false;
   private lastReceived: Position;
   private queue: (BinlogTransaction | Position)[] = [];
   private wake: (() => void) | null = null;
@@ -410,9 +420,9 @@ class Streamer {
     this.notify();
   }
 
-  async run(from: Position, target: Position | undefined): Promise<void> {
-    this.lastReceived = from;
-    const skipUntil = from;
+  /** `sameServer` false: the checkpoint's file/pos belong to another server, only its GTIDs count. */
+  async run(from: Position, target: Position | undefined, sameServer: boolean): Promise<void> {
+    this.lastReceived = sameServer ? from : { file: 'any.000000', pos: 0 };
     await this.connect(from);
     this.log('streaming', { from: formatPosition(from) });
     let reconnects = 0;
@@ -421,7 +431,7 @@ class Streamer {
     signal?.addEventListener('abort', onAbort);
     try {
       for (;;) {
-        if (target && comparePositions(this.store.streamPosition()!, target) >= 0) {
+        if (target && (sameServer || this.committedSinceStart) && comparePositions(this.store.streamPosition()!, target) >= 0) {
           this.log('caught up', { position: formatPosition(this.store.streamPosition()!) });
           return;
         }
@@ -453,7 +463,8 @@ class Streamer {
         }
         if (this.queue.length < 1000) this.reader?.resume();
         const end = 'end' in item ? item.end : item;
-        if (comparePositions(end, skipUntil) <= 0 && !('gtidSet' in this.startAt(from))) continue;
+        // Starting at a file's beginning (to learn its GTIDs) or reconnecting replays what was already had.
+        if (comparePositions(end, this.lastReceived) <= 0) continue;
         this.lastReceived = end;
         if ('end' in item) await this.addTransaction(item);
         else this.batchEnd = end;
@@ -469,7 +480,7 @@ class Streamer {
 
   private async addTransaction(tx: BinlogTransaction): Promise<void> {
     const events: ChangeEvent[] = [];
-    const base = { file: tx.end.file, pos: tx.end.pos, gtid: tx.gtid, serverId: 0, tsMs: tx.tsMs, snapshot: false, txId: tx.gtid };
+    const base = { file: tx.end.file, pos: tx.end.pos, gtid: tx.gtid, serverId: this.info.serverId, tsMs: tx.tsMs, snapshot: false, txId: tx.gtid };
     let row = 0;
     for (const t of tx.truncates) {
       events.push({ op: 't', db: t.db, table: t.table, key: {}, before: null, after: null, source: { ...base, row: row++ } });
@@ -536,10 +547,12 @@ class Streamer {
 
   private async flushIfDue(idle: boolean): Promise<void> {
     if (!this.batchEnd) return;
+    const now = Date.now();
     const due =
       this.batch.length >= this.config.commit.maxRecords ||
-      (this.batchStartedMs > 0 && Date.now() - this.batchStartedMs >= this.config.commit.maxDelayMs) ||
-      (idle && this.batch.length === 0);
+      (this.batchStartedMs > 0 && now - this.batchStartedMs >= this.config.commit.maxDelayMs) ||
+      // A position with no captured change (heartbeats, other tables) is checkpointed at a calm pace.
+      (idle && this.batch.length === 0 && now - this.lastFlushMs >= this.config.commit.maxDelayMs);
     if (due) await this.flush();
   }
 
@@ -550,7 +563,9 @@ class Streamer {
     this.batch = [];
     this.batchEnd = null;
     this.batchStartedMs = 0;
+    this.lastFlushMs = Date.now();
     await this.committer.commit(events, { stream: end });
+    this.committedSinceStart = true;
   }
 }
 

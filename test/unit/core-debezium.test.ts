@@ -1,0 +1,110 @@
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { DebeziumEncoder } from '../../src/events/debezium.js';
+import type { ChangeEvent, OutputRecord } from '../../src/events/event.js';
+
+const NOW = 1_767_225_600_123;
+
+beforeEach(() => {
+  vi.spyOn(Date, 'now').mockReturnValue(NOW);
+});
+
+afterEach(() => {
+  vi.restoreAllMocks();
+});
+
+function event(op: ChangeEvent['op'], over: Partial<ChangeEvent> = {}): ChangeEvent {
+  return {
+    op,
+    db: 'shop',
+    table: 'orders',
+    key: { id: 7 },
+    before: op === 'c' || op === 'r' ? null : { id: 7, version: 1 },
+    after: op === 'd' ? null : { id: 7, version: 2 },
+    source: {
+      file: 'binlog.000010',
+      pos: 4567,
+      row: 2,
+      gtid: '3e11fa47-71ca-11e1-9e33-c80aa9429562:23',
+      serverId: 101,
+      tsMs: 1_700_000_000_000,
+      snapshot: false,
+      txId: 'tx-1',
+    },
+    ...over,
+  };
+}
+
+function encode(enc: DebeziumEncoder, e: ChangeEvent): OutputRecord[] {
+  const out: OutputRecord[] = [];
+  enc.encode(e, out);
+  return out;
+}
+
+describe('DebeziumEncoder', () => {
+  const enc = new DebeziumEncoder({ name: 'tm', tombstones: true });
+
+  it('names topics <name>.<db>.<table>', () => {
+    expect(enc.topic('shop', 'orders')).toBe('tm.shop.orders');
+    expect(new DebeziumEncoder({ name: 'prod-eu', tombstones: false }).topic('a_b', 'c')).toBe('prod-eu.a_b.c');
+  });
+
+  it('writes the full envelope of an update', () => {
+    expect(encode(enc, event('u'))).toEqual([
+      {
+        topic: 'tm.shop.orders',
+        key: { id: 7 },
+        value: {
+          before: { id: 7, version: 1 },
+          after: { id: 7, version: 2 },
+          source: {
+            version: '0.1.0',
+            connector: 'mysql',
+            name: 'tm',
+            ts_ms: 1_700_000_000_000,
+            snapshot: false,
+            db: 'shop',
+            table: 'orders',
+            server_id: 101,
+            gtid: '3e11fa47-71ca-11e1-9e33-c80aa9429562:23',
+            file: 'binlog.000010',
+            pos: 4567,
+            row: 2,
+          },
+          op: 'u',
+          ts_ms: NOW,
+        },
+      },
+    ]);
+  });
+
+  it('marks snapshot reads and keeps a null GTID', () => {
+    const [r] = encode(enc, event('r', { source: { ...event('r').source, snapshot: true, gtid: null, serverId: 0, row: 0 } }));
+    const value = r!.value as { op: string; before: unknown; after: unknown; source: Record<string, unknown> };
+    expect(value.op).toBe('r');
+    expect(value.before).toBeNull();
+    expect(value.after).toEqual({ id: 7, version: 2 });
+    expect(value.source).toMatchObject({ snapshot: true, gtid: null, server_id: 0, row: 0, file: 'binlog.000010', pos: 4567 });
+  });
+
+  it('appends to the output array it is given', () => {
+    const out: OutputRecord[] = [{ topic: 'x', key: {}, value: 1 }];
+    enc.encode(event('c'), out);
+    expect(out).toHaveLength(2);
+    expect(out[0]).toEqual({ topic: 'x', key: {}, value: 1 });
+    expect((out[1]!.value as { op: string }).op).toBe('c');
+  });
+
+  it('follows a delete with a tombstone when enabled', () => {
+    const out = encode(enc, event('d'));
+    expect(out).toHaveLength(2);
+    expect(out[0]).toMatchObject({ topic: 'tm.shop.orders', key: { id: 7 }, value: { op: 'd', before: { id: 7, version: 1 }, after: null } });
+    expect(out[1]).toEqual({ topic: 'tm.shop.orders', key: { id: 7 }, value: null });
+  });
+
+  it('writes no tombstone when disabled, and none for other ops', () => {
+    const off = new DebeziumEncoder({ name: 'tm', tombstones: false });
+    expect(encode(off, event('d'))).toHaveLength(1);
+    expect(encode(off, event('d'))[0]!.value).not.toBeNull();
+    for (const op of ['c', 'u', 'r', 't'] as const) expect(encode(enc, event(op)), op).toHaveLength(1);
+  });
+});

@@ -1,0 +1,137 @@
+import { appendFileSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { OutputRecord } from '../../src/events/event.js';
+import { encodeLines, JsonlSink } from '../../src/sink/jsonl.js';
+
+let dir: string;
+let path: string;
+const sinks: JsonlSink[] = [];
+
+function sink(p = path): JsonlSink {
+  const s = new JsonlSink(p);
+  sinks.push(s);
+  return s;
+}
+
+const rec = (id: number, extra: Record<string, unknown> = {}): OutputRecord => ({ topic: 'tm.db.t', key: { id }, value: { after: { id, ...extra }, op: 'c' } });
+const line = (r: OutputRecord) => JSON.stringify(r) + '\n';
+
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), 'tidemark-jsonl-'));
+  path = join(dir, 'out', 'changes.jsonl');
+});
+
+afterEach(async () => {
+  for (const s of sinks.splice(0)) await s.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('encodeLines', () => {
+  it('writes one JSON object per line, tombstones included', () => {
+    const tomb: OutputRecord = { topic: 't', key: { id: 1 }, value: null };
+    expect(encodeLines([rec(1), tomb]).toString()).toBe(`${line(rec(1))}{"topic":"t","key":{"id":1},"value":null}\n`);
+    expect(encodeLines([]).length).toBe(0);
+  });
+
+  it('counts bytes, not characters', () => {
+    const r = rec(1, { name: 'żółw 🐢' });
+    expect(encodeLines([r]).length).toBe(Buffer.byteLength(line(r)));
+    expect(encodeLines([r]).length).toBeGreaterThan(line(r).length);
+  });
+});
+
+describe('JsonlSink', () => {
+  it('is exactly-once', () => {
+    expect(sink().guarantee).toBe('exactly-once');
+  });
+
+  it('appends each committed batch and reports the new byte length as its state', async () => {
+    const s = sink();
+    await s.open(undefined);
+    const first = s.prepare([rec(1), rec(2, { note: 'ünï' })]);
+    const firstBytes = Buffer.byteLength(line(rec(1)) + line(rec(2, { note: 'ünï' })));
+    expect(first.state).toBe(String(firstBytes));
+    expect(first.records).toEqual([rec(1), rec(2, { note: 'ünï' })]);
+    // Preparing writes nothing.
+    expect(statSync(path).size).toBe(0);
+    await s.commit(first);
+    expect(statSync(path).size).toBe(firstBytes);
+
+    const second = s.prepare([rec(3)]);
+    expect(second.state).toBe(String(firstBytes + Buffer.byteLength(line(rec(3)))));
+    await s.commit(second);
+    expect(readFileSync(path, 'utf8')).toBe(line(rec(1)) + line(rec(2, { note: 'ünï' })) + line(rec(3)));
+    expect(String(statSync(path).size)).toBe(second.state);
+  });
+
+  it('an empty batch keeps the state', async () => {
+    const s = sink();
+    await s.open(undefined);
+    await s.commit(s.prepare([rec(1)]));
+    const empty = s.prepare([]);
+    expect(empty.state).toBe(String(Buffer.byteLength(line(rec(1)))));
+    await s.commit(empty);
+    expect(readFileSync(path, 'utf8')).toBe(line(rec(1)));
+  });
+
+  it('refuses to commit before open', async () => {
+    const s = sink();
+    await expect(s.commit(s.prepare([rec(1)]))).rejects.toThrow('jsonl sink is not open');
+  });
+
+  it('on open cuts the file back to the committed length and appends after it (the crash case)', async () => {
+    const s1 = sink();
+    await s1.open(undefined);
+    const committed = s1.prepare([rec(1), rec(2)]);
+    await s1.commit(committed);
+    await s1.close();
+    // An uncommitted batch that reached the file, the last line torn.
+    appendFileSync(path, line(rec(3)) + '{"topic":"tm.db.t","ke');
+
+    const s2 = sink();
+    await s2.open(committed.state);
+    expect(readFileSync(path, 'utf8')).toBe(line(rec(1)) + line(rec(2)));
+    const next = s2.prepare([rec(4)]);
+    expect(next.state).toBe(String(Number(committed.state) + Buffer.byteLength(line(rec(4)))));
+    await s2.commit(next);
+    expect(readFileSync(path, 'utf8')).toBe(line(rec(1)) + line(rec(2)) + line(rec(4)));
+  });
+
+  it('with nothing committed, empties a file that holds only uncommitted output', async () => {
+    const s1 = sink();
+    await s1.open(undefined);
+    await s1.commit(s1.prepare([rec(1)]));
+    await s1.close();
+    const s2 = sink();
+    await s2.open(undefined);
+    expect(statSync(path).size).toBe(0);
+  });
+
+  it('on open refuses a file shorter than the committed length', async () => {
+    const s1 = sink();
+    await s1.open(undefined);
+    await s1.commit(s1.prepare([rec(1)]));
+    await s1.close();
+    const size = statSync(path).size;
+    const s2 = sink();
+    await expect(s2.open(String(size + 10))).rejects.toThrow(
+      `${path} is ${size} bytes but the checkpoint says ${size + 10} were committed: the file was truncated or replaced. Restore it, or run tidemark reset to start over.`,
+    );
+    // The file is left as it was.
+    expect(statSync(path).size).toBe(size);
+  });
+
+  it('holds(state) answers by the file size', async () => {
+    const s = sink();
+    expect(await s.holds('0')).toBe(false); // no file yet
+    await s.open(undefined);
+    expect(await s.holds('0')).toBe(true);
+    await s.commit(s.prepare([rec(1)]));
+    const size = statSync(path).size;
+    expect(await s.holds(String(size - 1))).toBe(true);
+    expect(await s.holds(String(size))).toBe(true);
+    expect(await s.holds(String(size + 1))).toBe(false);
+  });
+});
