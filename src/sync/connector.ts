@@ -1,3 +1,4 @@
+import { MariadbGtidPosition } from '@vlasky/zongji';
 import type { Connection } from 'mysql2/promise';
 import { CheckpointStore, type ChunkRecord, type TableProgress } from '../checkpoint/store.js';
 import { matchTables, type Config } from '../config/load.js';
@@ -38,12 +39,14 @@ const tableName = (s: { db: string; table: string }) => `${s.db}.${s.table}`;
 export async function runSync(config: Config, opts: SyncOptions = {}): Promise<void> {
   const log = opts.log ?? (() => {});
   const conn = await connect(config.source);
-  const store = CheckpointStore.open(config.checkpoint.path);
+  let store: CheckpointStore | undefined;
   const sink = createSink(config);
   try {
+    // Everything that can refuse the source runs before the checkpoint or the sink is touched.
     const info = await inspectServer(conn);
-    const sameServer = checkIdentity(store, info, log);
     const tables = await resolveTables(conn, config);
+    store = CheckpointStore.open(config.checkpoint.path);
+    const sameServer = await checkIdentity(conn, store, info, log);
     const committer = new Committer(store, sink, new DebeziumEncoder({ name: config.name, tombstones: config.sink.tombstones }));
     await committer.recover();
     store.setSourceIdentity(info.identity);
@@ -59,29 +62,39 @@ export async function runSync(config: Config, opts: SyncOptions = {}): Promise<v
     await ctx.stream();
   } finally {
     await sink.close();
-    store.close();
+    store?.close();
     await conn.end().catch(() => {});
   }
 }
 
 /**
- * Refuses to resume against a different server unless the stored GTID position can be used there
- * (a failover within one replication topology). Returns whether binlog file/positions of the
- * checkpoint refer to this server.
+ * Refuses to resume against a different server unless the stored GTID position is valid there
+ * (a failover within one replication topology: every stored GTID is executed on the new server).
+ * Returns whether the checkpoint's binlog file/positions refer to this server.
  */
-function checkIdentity(store: CheckpointStore, info: ServerInfo, log: NonNullable<SyncOptions['log']>): boolean {
+async function checkIdentity(conn: Connection, store: CheckpointStore, info: ServerInfo, log: NonNullable<SyncOptions['log']>): Promise<boolean> {
   const stored = store.sourceIdentity();
   if (!stored) return true;
   if (stored.flavour === info.identity.flavour && stored.serverId === info.identity.serverId) return true;
   const gtid = store.streamPosition()?.gtid;
-  if (stored.flavour === info.identity.flavour && gtid) {
+  if (stored.flavour === info.identity.flavour && gtid && (await gtidsExecutedOn(conn, info.identity.flavour, gtid))) {
     log('source server changed; resuming by GTID position', { was: stored.serverId, now: info.identity.serverId });
     return false;
   }
   throw new SourceError(
     `the checkpoint belongs to ${stored.flavour} server ${stored.serverId}, but the source is ${info.identity.flavour} server ${info.identity.serverId}, ` +
-      'and the checkpoint has no GTID position valid on both. Point source at the original server, or run `tidemark reset` (or use a new checkpoint.path) to start over.',
+      'and the checkpoint has no GTID position that this server has executed. Point source at the original server, or run `tidemark reset` (or use a new checkpoint.path) to start over.',
   );
+}
+
+async function gtidsExecutedOn(conn: Connection, flavour: 'mysql' | 'mariadb', gtid: string): Promise<boolean> {
+  if (flavour === 'mysql') {
+    const [rows] = await conn.query({ sql: 'SELECT GTID_SUBSET(?, @@GLOBAL.gtid_executed)', rowsAsArray: true }, [gtid]);
+    return Number((rows as unknown[][])[0]![0]) === 1;
+  }
+  const [rows] = await conn.query({ sql: 'SELECT @@GLOBAL.gtid_binlog_pos', rowsAsArray: true });
+  const here = MariadbGtidPosition.parse(String((rows as unknown[][])[0]![0]));
+  return gtid.split(',').filter((g) => g !== '').every((g) => here.covers(g));
 }
 
 interface CapturedTable {

@@ -351,4 +351,29 @@ describe.each(FLAVOURS)('snapshot modes and failures on %s', (flavour) => {
     await expectConsistent(s);
     await s.conn.end();
   });
+
+  it('refuses to resume a checkpoint of another server and leaves checkpoint and output untouched', async () => {
+    const s = await setup(flavour, serverIdOf(flavour, 11), { mode: 'initial_only' });
+    expect((await runTidemark(['sync', '-c', s.config])).code).toBe(0);
+    const other: Flavour = flavour === 'mysql' ? 'mariadb' : 'mysql';
+    const { db: otherDb, conn: otherConn } = await freshDatabase(urlOf(other), 'modes');
+    await createWorkloadTable(otherConn, otherDb, TABLE, { rows: 10, key: 'int' });
+    const moved = writeConfig(s.dir, {
+      name: NAME,
+      source: { ...sourceFromUrl(urlOf(other)), serverId: serverIdOf(flavour, 11), tables: [`${otherDb}.${TABLE}`] },
+      snapshot: { mode: 'initial_only', chunkSize: 50, parallelism: 2 },
+      checkpoint: { path: join(s.dir, 'checkpoint.sqlite') },
+      sink: { type: 'jsonl', path: s.out },
+    }, 'moved.yaml');
+    const checkpointBefore = readFileSync(join(s.dir, 'checkpoint.sqlite'));
+    const outputBefore = readFileSync(s.out);
+    const run = await runTidemark(['sync', '-c', moved]);
+    expect(run.code).not.toBe(0);
+    expect(run.stderr).toMatch(new RegExp(`checkpoint belongs to ${flavour} server`));
+    expect(run.stderr).toMatch(/tidemark reset/);
+    expect(readFileSync(s.out).equals(outputBefore), 'output changed').toBe(true);
+    expect(readFileSync(join(s.dir, 'checkpoint.sqlite')).equals(checkpointBefore), 'checkpoint changed').toBe(true);
+    await otherConn.end();
+    await s.conn.end();
+  });
 });
