@@ -42,6 +42,8 @@ export interface CheckpointUpdate {
   chunksDone?: { table: string; idx: number; lw: Position; hw: Position; rows: number }[];
   /** Resume position of the stream after this commit. */
   stream?: Position;
+  /** Commit time (source clock) of the last source transaction in this commit: how far behind the stream is. */
+  sourceTsMs?: number;
 }
 
 export interface PendingCommit {
@@ -200,6 +202,7 @@ export class CheckpointStore {
         finishTable.run(c.table, c.table);
       }
       if (update.stream) this.setMeta('stream', JSON.stringify(update.stream));
+      if (update.sourceTsMs !== undefined) this.setMeta('last_source_ts_ms', String(update.sourceTsMs));
       this.setMeta('sink_state', pending.sinkState);
       this.setMeta('last_seq', String(seq));
       this.setMeta('last_commit_ms', String(Date.now()));
@@ -214,6 +217,12 @@ export class CheckpointStore {
 
   lastCommitMs(): number | undefined {
     const v = this.meta('last_commit_ms');
+    return v === undefined ? undefined : Number(v);
+  }
+
+  /** Source commit time of the newest streamed transaction that is committed to the sink. */
+  lastSourceTsMs(): number | undefined {
+    const v = this.meta('last_source_ts_ms');
     return v === undefined ? undefined : Number(v);
   }
 

@@ -3,11 +3,13 @@ import { createRequire } from 'node:module';
 import { ConfigError, loadConfig } from '../config/load.js';
 import { SourceError } from '../source/server.js';
 import { runSync } from '../sync/connector.js';
+import { registerCheckCommand } from './check.js';
+import { registerStatusCommands } from './status.js';
 
 const pkg = createRequire(import.meta.url)('../../package.json') as { version: string };
 
 /** One JSON object per line on stderr: stdout stays free for the stdout sink. */
-function log(msg: string, fields: Record<string, unknown> = {}): void {
+export function log(msg: string, fields: Record<string, unknown> = {}): void {
   process.stderr.write(JSON.stringify({ time: new Date().toISOString(), msg, ...fields }) + '\n');
 }
 
@@ -45,11 +47,17 @@ export async function main(argv: string[]): Promise<number> {
       });
     });
 
+  const setExitCode = (c: number) => {
+    code = c;
+  };
+  registerCheckCommand(program, setExitCode);
+  registerStatusCommands(program, setExitCode);
+
   await program.parseAsync(argv);
   return code;
 }
 
-async function runCommand(fn: () => Promise<void>): Promise<number> {
+export async function runCommand(fn: () => Promise<void>): Promise<number> {
   try {
     await fn();
     return 0;

@@ -368,6 +368,7 @@ function keyObject(row: Record<string, unknown>, key: string[]): Record<string, 
 class Streamer {
   private batch: ChangeEvent[] = [];
   private batchEnd: Position | null = null;
+  private batchSourceTsMs: number | undefined;
   private batchStartedMs = 0;
   private lastFlushMs = 0;
   private committedSinceStart = false;
@@ -544,6 +545,7 @@ class Streamer {
     if (events.length > 0 && this.batch.length === 0) this.batchStartedMs = Date.now();
     for (const e of events) this.batch.push(e);
     this.batchEnd = tx.end;
+    this.batchSourceTsMs = tx.tsMs;
   }
 
   /** DDL on a captured table: later row images follow the new column list. */
@@ -573,11 +575,13 @@ class Streamer {
     if (!this.batchEnd) return;
     const events = this.batch;
     const end = this.batchEnd;
+    const sourceTsMs = this.batchSourceTsMs;
     this.batch = [];
     this.batchEnd = null;
+    this.batchSourceTsMs = undefined;
     this.batchStartedMs = 0;
     this.lastFlushMs = Date.now();
-    await this.committer.commit(events, { stream: end });
+    await this.committer.commit(events, sourceTsMs === undefined ? { stream: end } : { stream: end, sourceTsMs });
     this.committedSinceStart = true;
   }
 }
