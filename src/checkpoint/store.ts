@@ -14,6 +14,8 @@ export interface TableProgress {
   chunksTotal: number | null;
   rowsEstimate: number | null;
   snapshotRows: number;
+  /** A snapshot taken again while streaming: the sink already holds this table's rows. */
+  again: boolean;
 }
 
 /** A key tuple in canonical JSON values, one per chunk-key column; null bounds are open ends. */
@@ -62,6 +64,8 @@ const MIGRATIONS: string[] = [
      table_name TEXT NOT NULL, idx INTEGER NOT NULL, lo TEXT, hi TEXT, status TEXT NOT NULL,
      lw TEXT, hw TEXT, rows INTEGER, PRIMARY KEY (table_name, idx));
    CREATE TABLE commits (seq INTEGER PRIMARY KEY, update_json TEXT NOT NULL, sink_state TEXT NOT NULL, created_ms INTEGER NOT NULL);`,
+  `CREATE TABLE snapshot_requests (table_name TEXT PRIMARY KEY, requested_ms INTEGER NOT NULL);
+   ALTER TABLE tables ADD COLUMN again INTEGER NOT NULL DEFAULT 0;`,
 ];
 
 const json = (v: unknown): string | null => (v === null || v === undefined ? null : JSON.stringify(v));
@@ -79,9 +83,10 @@ export class CheckpointStore {
   static open(path: string): CheckpointStore {
     mkdirSync(dirname(path), { recursive: true });
     const db = new Database(path);
+    // Set first: the other pragmas may already need to wait for another process (`tidemark snapshot`, `status`).
+    db.pragma('busy_timeout = 10000');
     db.pragma('journal_mode = WAL');
     db.pragma('synchronous = FULL');
-    db.pragma('busy_timeout = 5000');
     const version = db.pragma('user_version', { simple: true }) as number;
     if (version > MIGRATIONS.length) {
       db.close();
@@ -91,7 +96,7 @@ export class CheckpointStore {
       db.transaction(() => {
         db.exec(MIGRATIONS[v]!);
         db.pragma(`user_version = ${v + 1}`);
-      })();
+      }).immediate();
     }
     return new CheckpointStore(db);
   }
@@ -137,11 +142,11 @@ export class CheckpointStore {
 
   tables(): TableProgress[] {
     const rows = this.db.prepare('SELECT * FROM tables ORDER BY name').all() as {
-      name: string; state: TableState; chunk_key: string; chunks_total: number | null; rows_estimate: number | null; snapshot_rows: number;
+      name: string; state: TableState; chunk_key: string; chunks_total: number | null; rows_estimate: number | null; snapshot_rows: number; again: number;
     }[];
     return rows.map((r) => ({
       name: r.name, state: r.state, chunkKey: JSON.parse(r.chunk_key) as string[], chunksTotal: r.chunks_total,
-      rowsEstimate: r.rows_estimate, snapshotRows: r.snapshot_rows,
+      rowsEstimate: r.rows_estimate, snapshotRows: r.snapshot_rows, again: r.again === 1,
     }));
   }
 
@@ -168,7 +173,7 @@ export class CheckpointStore {
     this.db.transaction(() => {
       this.db.prepare('INSERT INTO chunks (table_name, idx, lo, hi, status) VALUES (?, ?, ?, ?, ?)').run(table, idx, json(lo), json(hi), 'pending');
       if (hi === null) this.db.prepare('UPDATE tables SET chunks_total = ? WHERE name = ?').run(idx + 1, table);
-    })();
+    }).immediate();
   }
 
   pendingCommit(): PendingCommit | undefined {
@@ -207,7 +212,7 @@ export class CheckpointStore {
       this.setMeta('last_seq', String(seq));
       this.setMeta('last_commit_ms', String(Date.now()));
       this.db.prepare('DELETE FROM commits WHERE seq = ?').run(seq);
-    })();
+    }).immediate();
   }
 
   /** The sink never received the pending commit: forget it, its output will be produced again. */
@@ -226,6 +231,36 @@ export class CheckpointStore {
     return v === undefined ? undefined : Number(v);
   }
 
+  /** Asks for a fresh snapshot of these tables (`tidemark snapshot`); a running sync polls for it. */
+  requestSnapshot(tables: string[]): void {
+    const add = this.db.prepare('INSERT INTO snapshot_requests (table_name, requested_ms) VALUES (?, ?) ON CONFLICT(table_name) DO NOTHING');
+    this.db.transaction(() => {
+      for (const t of tables) add.run(t, Date.now());
+    }).immediate();
+  }
+
+  snapshotRequests(): string[] {
+    return (this.db.prepare('SELECT table_name FROM snapshot_requests ORDER BY requested_ms').all() as { table_name: string }[]).map((r) => r.table_name);
+  }
+
+  /**
+   * Starts a table's snapshot over (a request, or a table new to the config): its old chunks are
+   * forgotten and it is snapshotting again; the request, if any, is settled in the same step.
+   */
+  restartTableSnapshot(name: string, chunkKey: string[], rowsEstimate: number | null, again: boolean): void {
+    this.db.transaction(() => {
+      this.db.prepare('DELETE FROM chunks WHERE table_name = ?').run(name);
+      this.db.prepare('DELETE FROM snapshot_requests WHERE table_name = ?').run(name);
+      this.db
+        .prepare(
+          `INSERT INTO tables (name, state, chunk_key, rows_estimate, again) VALUES (?, 'snapshotting', ?, ?, ?)
+           ON CONFLICT(name) DO UPDATE SET state = 'snapshotting', chunk_key = excluded.chunk_key,
+             rows_estimate = excluded.rows_estimate, chunks_total = NULL, snapshot_rows = 0, again = excluded.again`,
+        )
+        .run(name, JSON.stringify(chunkKey), rowsEstimate, again ? 1 : 0);
+    }).immediate();
+  }
+
   /**
    * Forgets snapshot and stream progress (for a re-snapshot after the binlog was purged), keeping
    * the commit sequence and sink state so the sink's recovery still lines up.
@@ -234,6 +269,30 @@ export class CheckpointStore {
     this.db.transaction(() => {
       this.db.exec('DELETE FROM chunks; DELETE FROM tables;');
       this.setMeta('stream', null);
-    })();
+    }).immediate();
+  }
+
+  /**
+   * Opens an existing checkpoint for reading only (`tidemark status`): no migration, no pragma that
+   * writes. WAL lets it read while a sync commits; SQLite may create an empty -wal/-shm beside a
+   * checkpoint whose sync is stopped, which leaves the checkpoint itself unchanged.
+   */
+  static openReadOnly(path: string): CheckpointStore {
+    const db = new Database(path, { readonly: true, fileMustExist: true, timeout: 5000 });
+    const version = db.pragma('user_version', { simple: true }) as number;
+    if (version !== MIGRATIONS.length) {
+      db.close();
+      throw new Error(
+        version > MIGRATIONS.length
+          ? `checkpoint ${path} was written by a newer tidemark (schema ${version}); upgrade tidemark`
+          : `checkpoint ${path} has schema ${version}, this tidemark reads ${MIGRATIONS.length}; run tidemark sync once to upgrade it`,
+      );
+    }
+    return new CheckpointStore(db);
+  }
+
+  /** Runs `fn` in one read transaction, so everything it reads is the same committed state even while sync commits. */
+  consistentRead<T>(fn: () => T): T {
+    return this.db.transaction(fn)();
   }
 }

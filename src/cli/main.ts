@@ -1,6 +1,8 @@
 import { Command, Option } from 'commander';
 import { createRequire } from 'node:module';
-import { ConfigError, loadConfig } from '../config/load.js';
+import { existsSync } from 'node:fs';
+import { CheckpointStore } from '../checkpoint/store.js';
+import { ConfigError, loadConfig, matchTables, type Config } from '../config/load.js';
 import { SourceError } from '../source/server.js';
 import { runSync } from '../sync/connector.js';
 import { registerCheckCommand } from './check.js';
@@ -47,6 +49,15 @@ export async function main(argv: string[]): Promise<number> {
       });
     });
 
+  program
+    .command('snapshot')
+    .description('ask for a fresh snapshot of tables: a running sync reads them chunk by chunk without stopping the stream, a stopped one at its next start')
+    .requiredOption('-c, --config <file>', 'YAML config file')
+    .argument('<tables...>', 'db.table names, as captured by source.tables')
+    .action(async (tables: string[], o: { config: string }) => {
+      code = await runCommand(async () => requestSnapshot(loadConfig(o.config), tables));
+    });
+
   const setExitCode = (c: number) => {
     code = c;
   };
@@ -55,6 +66,28 @@ export async function main(argv: string[]): Promise<number> {
 
   await program.parseAsync(argv);
   return code;
+}
+
+function requestSnapshot(config: Config, tables: string[]): void {
+  const notCaptured = tables.filter((t) => matchTables(config.source.tables, [splitName(t)]).length === 0);
+  if (notCaptured.length > 0) {
+    throw new SourceError(`${notCaptured.join(', ')}: not captured by source.tables (${config.source.tables.join(', ')}). Name tables as db.table, as source.tables matches them.`);
+  }
+  if (!existsSync(config.checkpoint.path)) {
+    throw new SourceError(`no checkpoint at ${config.checkpoint.path}: sync has not run yet, and its first run snapshots every table anyway.`);
+  }
+  const store = CheckpointStore.open(config.checkpoint.path);
+  try {
+    store.requestSnapshot(tables);
+  } finally {
+    store.close();
+  }
+  process.stdout.write(`snapshot requested for ${tables.join(', ')}: a running sync starts it within a second, a stopped one at its next start\n`);
+}
+
+function splitName(name: string): { db: string; table: string } {
+  const dot = name.indexOf('.');
+  return dot < 0 ? { db: '', table: name } : { db: name.slice(0, dot), table: name.slice(dot + 1) };
 }
 
 export async function runCommand(fn: () => Promise<void>): Promise<number> {

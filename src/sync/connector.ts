@@ -1,6 +1,6 @@
 import { MariadbGtidPosition } from '@vlasky/zongji';
 import type { Connection } from 'mysql2/promise';
-import { CheckpointStore, type ChunkRecord, type TableProgress } from '../checkpoint/store.js';
+import { CheckpointStore, type CheckpointUpdate, type ChunkRecord } from '../checkpoint/store.js';
 import { matchTables, type Config } from '../config/load.js';
 import { serverIdRange } from '../config/load.js';
 import { DebeziumEncoder } from '../events/debezium.js';
@@ -11,8 +11,9 @@ import { KeyOrder } from '../source/key-order.js';
 import { comparePositions, formatPosition, minPosition, type Position } from '../source/position.js';
 import { loadTableSchemas, type TableSchema } from '../source/schema.js';
 import { binlogFiles, connect, currentPosition, inspectServer, listTables, SourceError, type ServerInfo } from '../source/server.js';
-import { keyOf, readChunk, snapshotTable, type SnapshotTable } from '../source/snapshot.js';
+import { keyOf, readChunk, snapshotTable, type ChunkRows, type SnapshotTable } from '../source/snapshot.js';
 import { JsonlSink } from '../sink/jsonl.js';
+import { KafkaSink } from '../sink/kafka.js';
 import type { Sink } from '../sink/sink.js';
 import { StdoutSink } from '../sink/stdout.js';
 import { Committer } from './committer.js';
@@ -30,6 +31,8 @@ export function createSink(config: Config): Sink {
       return new JsonlSink(config.sink.path);
     case 'stdout':
       return new StdoutSink();
+    case 'kafka':
+      return new KafkaSink(config.name, config.sink);
   }
 }
 
@@ -96,6 +99,10 @@ async function gtidsExecutedOn(conn: Connection, flavour: 'mysql' | 'mariadb', g
   const here = MariadbGtidPosition.parse(String((rows as unknown[][])[0]![0]));
   return gtid.split(',').filter((g) => g !== '').every((g) => here.covers(g));
 }
+
+type ChunkDone = NonNullable<CheckpointUpdate['chunksDone']>[number];
+
+type ChunkQueue = { next(): Promise<IteratorResult<{ table: CapturedTable; chunk: ChunkRecord }>> };
 
 interface CapturedTable {
   name: string;
@@ -170,19 +177,15 @@ async function planTables(
 
   const known = new Set(store.tables().map((t) => t.name));
   const fresh = tables.filter((t) => !known.has(t.name));
-  if (fresh.length === 0) return;
   const streamStarted = store.streamPosition() !== undefined;
   const snapshotFresh = config.snapshot.mode !== 'never';
-  if (snapshotFresh && streamStarted) {
-    // Snapshotting a table while the stream runs is the incremental-snapshot-on-demand path,
-    // which is not built yet: refuse rather than stream a table whose existing rows were never read.
-    throw new SourceError(
-      `table(s) ${fresh.map((t) => t.name).join(', ')} were added to source.tables after streaming started; tidemark cannot yet snapshot a table while streaming. ` +
-        'Run `tidemark reset` to snapshot everything again, or set snapshot.mode: never to stream only their new changes.',
-    );
-  }
-  const estimates = await rowEstimates(conn, fresh);
+  // Tables new to the config after streaming started, and tables asked for with `tidemark snapshot`,
+  // are snapshotted by the stream itself, chunk by chunk (ARCHITECTURE §3, tables added later).
+  const requested = new Set(store.snapshotRequests());
+  const again = tables.filter((t) => requested.has(t.name) && known.has(t.name));
+  const estimates = await rowEstimates(conn, [...fresh, ...again]);
   for (const t of fresh) store.addTable(t.name, snapshotFresh ? 'snapshotting' : 'streaming', t.chunkKey, estimates.get(t.name) ?? null);
+  for (const t of again) store.restartTableSnapshot(t.name, t.chunkKey, estimates.get(t.name) ?? null, streamStarted);
   if (!snapshotFresh && !streamStarted) store.setStreamStart(await currentPosition(conn, info.identity.flavour));
 }
 
@@ -250,13 +253,15 @@ class RunContext {
   }
 
   /** Reads every unfinished chunk, `parallelism` at a time, splitting lazily as it goes. */
+  /** The initial snapshot, before any streaming; later snapshots run inside the stream. */
   async snapshot(): Promise<void> {
+    if (this.store.streamPosition() !== undefined) return;
     const progress = new Map(this.store.tables().map((p) => [p.name, p]));
     const todo = this.tables.filter((t) => progress.get(t.name)?.state === 'snapshotting');
     if (todo.length === 0) return;
     this.log('snapshot starting', { tables: todo.map((t) => t.name) });
     const started = Date.now();
-    const queue = this.chunkSource(todo, progress);
+    const queue = this.chunkSource(todo);
     const parallelism = this.config.snapshot.parallelism;
     const workers: Promise<void>[] = [];
     for (let w = 0; w < parallelism; w++) workers.push(this.chunkWorker(w, queue));
@@ -273,8 +278,9 @@ class RunContext {
   }
 
   /** Hands out pending chunks one at a time; new bounds are computed and stored only when needed. */
-  private chunkSource(todo: CapturedTable[], progress: Map<string, TableProgress>) {
+  chunkSource(todo: CapturedTable[]): ChunkQueue {
     const self = this;
+    const progress = new Map(this.store.tables().map((p) => [p.name, p]));
     async function* generate(): AsyncGenerator<{ table: CapturedTable; chunk: ChunkRecord }> {
       for (const t of todo) {
         const existing = self.store.chunks(t.name);
@@ -308,7 +314,24 @@ class RunContext {
     };
   }
 
-  private async chunkWorker(w: number, queue: { next(): Promise<IteratorResult<{ table: CapturedTable; chunk: ChunkRecord }>> }): Promise<void> {
+  /** Reads a chunk exact as of its high watermark and turns its rows into snapshot reads. */
+  async readChunkEvents(conn: Connection, table: CapturedTable, chunk: ChunkRecord, backfillServerId: number): Promise<{ events: ChangeEvent[]; result: ChunkRows }> {
+    const st = await this.tableFor(table);
+    const result = await readChunk({ flavour: this.info.identity.flavour, gtidMode: this.info.gtidMode, source: this.config.source }, conn, st, chunk, backfillServerId);
+    const now = Date.now();
+    const events: ChangeEvent[] = result.rows.map((row, i) => ({
+      op: 'r',
+      db: table.schema.db,
+      table: table.schema.table,
+      key: keyObject(row, table.chunkKey),
+      before: null,
+      after: row,
+      source: { file: result.hw.file, pos: result.hw.pos, row: i, gtid: null, serverId: 0, tsMs: now, snapshot: true, txId: null },
+    }));
+    return { events, result };
+  }
+
+  private async chunkWorker(w: number, queue: ChunkQueue): Promise<void> {
     const conn = await connect(this.config.source);
     try {
       for (;;) {
@@ -316,25 +339,8 @@ class RunContext {
         const item = await queue.next();
         if (item.done) return;
         const { table, chunk } = item.value;
-        const st = await this.tableFor(table);
-        const result = await readChunk(
-          { flavour: this.info.identity.flavour, gtidMode: this.info.gtidMode, source: this.config.source },
-          conn,
-          st,
-          chunk,
-          this.ids.first + 1 + w,
-        );
+        const { events, result } = await this.readChunkEvents(conn, table, chunk, this.ids.first + 1 + w);
         if (this.aborted) return;
-        const now = Date.now();
-        const events: ChangeEvent[] = result.rows.map((row, i) => ({
-          op: 'r',
-          db: table.schema.db,
-          table: table.schema.table,
-          key: keyObject(row, table.chunkKey),
-          before: null,
-          after: row,
-          source: { file: result.hw.file, pos: result.hw.pos, row: i, gtid: null, serverId: 0, tsMs: now, snapshot: true, txId: null },
-        }));
         await this.committer.commit(events, { chunksDone: [{ table: table.name, idx: chunk.idx, lw: result.lw, hw: result.hw, rows: events.length }] });
         this.log('chunk done', { table: table.name, chunk: chunk.idx, rows: events.length, backfilled: result.backfilled });
       }
@@ -347,11 +353,17 @@ class RunContext {
     const startPos = this.store.streamPosition();
     if (!startPos) throw new Error('no stream position after planning');
     const filter = new StreamFilter();
+    const progress = new Map(this.store.tables().map((p) => [p.name, p]));
     for (const t of this.tables) {
+      const p = progress.get(t.name);
+      // A snapshot taken again is merged into the stream without a filter (see Streamer.finishPendingChunk).
+      if (!p || p.again) continue;
       const chunks = this.store.chunks(t.name);
-      if (chunks.length > 0) await filter.addTable(t.name, chunks, (await this.tableFor(t)).order);
+      const inProgress = p.state === 'snapshotting';
+      if (chunks.length > 0 || inProgress) await filter.addTable(t.name, chunks, (await this.tableFor(t)).order, inProgress);
     }
     const streamer = new Streamer(this.config, this.store, this.info, this.committer, filter, this.tables, this, this.opts, this.log);
+    streamer.resumeIncremental();
     // With nothing snapshotted in this run, "caught up" means: up to where the server was at start.
     const target = this.caughtUpTarget ?? (await currentPosition(this.conn, this.info.identity.flavour));
     await streamer.run(startPos, this.opts.untilCaughtUp ? target : undefined, this.sameServer);
@@ -378,6 +390,14 @@ class Streamer {
   private failure: Error | null = null;
   private reader: BinlogReader | null = null;
   private readonly byName: Map<string, CapturedTable>;
+  /** Tables being snapshotted while streaming, each with its lazily split chunks. */
+  private readonly incremental: { table: CapturedTable; chunks: ChunkQueue; again: boolean }[] = [];
+  /** A chunk of a snapshot taken again, held until the stream reaches its HW; rows by key. */
+  private pendingChunk: { table: string; hw: Position; done: ChunkDone; rows: Map<string, ChangeEvent> } | null = null;
+  private batchChunksDone: ChunkDone[] = [];
+  private snapshotConn: Connection | null = null;
+  private lastChunkMs = 0;
+  private lastRequestPollMs = 0;
 
   constructor(
     private readonly config: Config,
@@ -386,7 +406,7 @@ class Streamer {
     private readonly committer: Committer,
     private readonly filter: StreamFilter,
     captured: CapturedTable[],
-    private readonly tables: Pick<RunContext, 'tableFor' | 'reloadSchema'>,
+    private readonly tables: Pick<RunContext, 'tableFor' | 'reloadSchema' | 'chunkSource' | 'readChunkEvents'>,
     private readonly opts: SyncOptions,
     private readonly log: NonNullable<SyncOptions['log']>,
   ) {
@@ -445,7 +465,7 @@ class Streamer {
     signal?.addEventListener('abort', onAbort);
     try {
       for (;;) {
-        if (target && (sameServer || this.committedSinceStart) && comparePositions(this.store.streamPosition()!, target) >= 0) {
+        if (target && this.incremental.length === 0 && (sameServer || this.committedSinceStart) && comparePositions(this.store.streamPosition()!, target) >= 0) {
           this.log('caught up', { position: formatPosition(this.store.streamPosition()!) });
           return;
         }
@@ -466,6 +486,12 @@ class Streamer {
           });
           continue;
         }
+        if (Date.now() - this.lastRequestPollMs >= 1000) await this.pickUpSnapshotRequests();
+        // One chunk at a time, between stretches of streaming, so the stream pauses for one chunk read at most.
+        if (this.incremental.length > 0 && !this.pendingChunk && (this.queue.length === 0 || Date.now() - this.lastChunkMs >= 200)) {
+          await this.snapshotNextChunk();
+          continue;
+        }
         const item = this.queue.shift();
         if (item === undefined) {
           await this.flushIfDue(true);
@@ -482,6 +508,7 @@ class Streamer {
         this.lastReceived = end;
         if ('end' in item) await this.addTransaction(item);
         else this.batchEnd = end;
+        this.finishPendingChunkIfReached();
         if (this.batch.length === 0 && this.batchEnd) this.batchStartedMs ||= Date.now();
         await this.flushIfDue(false);
       }
@@ -489,7 +516,95 @@ class Streamer {
       signal?.removeEventListener('abort', onAbort);
       this.reader?.stop();
       await this.flush();
+      await this.snapshotConn?.end().catch(() => {});
     }
+  }
+
+  /** Tables left snapshotting by an earlier run, or new in the config, continue inside the stream. */
+  resumeIncremental(): void {
+    for (const p of this.store.tables()) {
+      const table = this.byName.get(p.name);
+      if (table && p.state === 'snapshotting') this.startIncremental(table, p.again);
+    }
+  }
+
+  private startIncremental(table: CapturedTable, again: boolean): void {
+    this.log('snapshot while streaming starting', { table: table.name, again });
+    this.incremental.push({ table, chunks: this.tables.chunkSource([table]), again });
+  }
+
+  /** `tidemark snapshot` requests, polled from the checkpoint while running. */
+  private async pickUpSnapshotRequests(): Promise<void> {
+    this.lastRequestPollMs = Date.now();
+    for (const name of this.store.snapshotRequests()) {
+      const table = this.byName.get(name);
+      // A table still inside its previous snapshot's hand-off finishes that first.
+      if (!table || this.incremental.some((i) => i.table.name === name) || this.filter.needsLookup(name, this.lastReceived)) continue;
+      await this.flush();
+      this.store.restartTableSnapshot(name, table.chunkKey, this.store.tables().find((t) => t.name === name)?.rowsEstimate ?? null, true);
+      this.startIncremental(table, true);
+    }
+  }
+
+  /**
+   * Pauses the stream at the last processed transaction boundary T (committed first) and reads one
+   * chunk exact as of its HW, insisting on T <= LW so the chunk holds every change the stream passed.
+   *
+   * A first snapshot of a table (new to the config) commits the chunk now and adds its HW to the
+   * filter, which drops the chunk's keys' changes up to HW (ARCHITECTURE §3, tables added later).
+   * A snapshot taken again cannot do that: the sink already has the table, and a delete dropped by
+   * the filter would never reach it. Its chunk is held instead, the stream runs on to HW emitting
+   * everything, keys changed after T leave the chunk, and what is left is emitted at HW (DBLog's
+   * watermark merge, as Debezium's incremental snapshots do).
+   */
+  private async snapshotNextChunk(): Promise<void> {
+    const current = this.incremental[0]!;
+    await this.flush();
+    this.reader?.pause();
+    try {
+      const item = await current.chunks.next();
+      if (item.done) {
+        this.incremental.shift();
+        this.filter.finishTable(current.table.name);
+        this.log('snapshot while streaming complete', { table: current.table.name });
+        return;
+      }
+      const { table, chunk } = item.value;
+      this.snapshotConn ??= await connect(this.config.source);
+      let read = await this.tables.readChunkEvents(this.snapshotConn, table, chunk, serverIdRange(this.config).first + 1);
+      // MariaDB's snapshot position can trail a commit the stream already delivered by an instant.
+      for (let i = 0; i < 50 && comparePositions(read.result.lw, this.lastReceived) < 0; i++) {
+        await sleep(20);
+        read = await this.tables.readChunkEvents(this.snapshotConn, table, chunk, serverIdRange(this.config).first + 1);
+      }
+      const { events, result } = read;
+      const done = { table: table.name, idx: chunk.idx, lw: result.lw, hw: result.hw, rows: events.length };
+      if (current.again) {
+        const st = await this.tables.tableFor(table);
+        this.pendingChunk = { table: table.name, hw: result.hw, done, rows: new Map(events.map((e) => [JSON.stringify(keyOf(e.after!, st.keyColumns)), e])) };
+        this.finishPendingChunkIfReached();
+        return;
+      }
+      await this.committer.commit(events, { chunksDone: [done] });
+      await this.filter.addChunk(table.name, { ...chunk, status: 'done', lw: result.lw, hw: result.hw, rows: events.length }, (await this.tables.tableFor(table)).order);
+      this.log('chunk done', { table: table.name, chunk: chunk.idx, rows: events.length, backfilled: result.backfilled, whileStreaming: true });
+    } finally {
+      this.lastChunkMs = Date.now();
+      if (this.queue.length < 1000) this.reader?.resume();
+    }
+  }
+
+  /** Once the stream has passed the held chunk's HW, its untouched rows join the batch with its done record. */
+  private finishPendingChunkIfReached(): void {
+    const p = this.pendingChunk;
+    if (!p || comparePositions(this.lastReceived, p.hw) < 0) return;
+    this.pendingChunk = null;
+    const events = [...p.rows.values()];
+    if (events.length > 0 && this.batch.length === 0) this.batchStartedMs = Date.now();
+    for (const e of events) this.batch.push(e);
+    this.batchChunksDone.push({ ...p.done, rows: events.length });
+    this.batchEnd ??= this.lastReceived;
+    this.log('chunk done', { table: p.table, chunk: p.done.idx, rows: events.length, whileStreaming: true, again: true });
   }
 
   private async addTransaction(tx: BinlogTransaction): Promise<void> {
@@ -506,6 +621,15 @@ class Streamer {
       if (!table) continue;
       const st = await this.tables.tableFor(table);
       encoded.push({ name, table, st, before: c.before && st.encodeBinlogRow(c.before), after: c.after && st.encodeBinlogRow(c.after) });
+    }
+    const pending = this.pendingChunk;
+    if (pending && comparePositions(tx.end, pending.hw) <= 0) {
+      // Changed between T and the held chunk's HW: the stream carries these keys, the chunk must not.
+      if (tx.truncates.some((t) => `${t.db}.${t.table}` === pending.table)) pending.rows.clear();
+      for (const e of encoded) {
+        if (e.name !== pending.table) continue;
+        for (const r of [e.before, e.after]) if (r) pending.rows.delete(JSON.stringify(keyOf(r, e.st.keyColumns)));
+      }
     }
     if (this.filter.active) {
       const keysByTable = new Map<string, unknown[][]>();
@@ -576,12 +700,18 @@ class Streamer {
     const events = this.batch;
     const end = this.batchEnd;
     const sourceTsMs = this.batchSourceTsMs;
+    const chunksDone = this.batchChunksDone;
     this.batch = [];
     this.batchEnd = null;
+    this.batchChunksDone = [];
     this.batchSourceTsMs = undefined;
     this.batchStartedMs = 0;
     this.lastFlushMs = Date.now();
-    await this.committer.commit(events, sourceTsMs === undefined ? { stream: end } : { stream: end, sourceTsMs });
+    await this.committer.commit(events, {
+      stream: end,
+      ...(sourceTsMs === undefined ? {} : { sourceTsMs }),
+      ...(chunksDone.length > 0 ? { chunksDone } : {}),
+    });
     this.committedSinceStart = true;
   }
 }

@@ -3,32 +3,62 @@ import { findChunk, type KeyOrder } from '../source/key-order.js';
 import { comparePositions, maxPosition, type Position } from '../source/position.js';
 
 interface TableFilter {
+  /** Done chunks in key order; they cover a contiguous key range. */
   chunks: ChunkRecord[];
   order: KeyOrder;
-  maxHw: Position;
+  maxHw: Position | undefined;
+  /**
+   * A first snapshot running inside the stream: keys no done chunk covers are dropped, because
+   * their chunk, read later, will hold every change the stream has passed by then.
+   */
+  inProgress: boolean;
 }
 
 /**
  * The hand-off from snapshot to stream (ARCHITECTURE §3): a change at position p on a key whose
  * chunk was read with high watermark HW is already in the snapshot output when p <= HW, so only
- * changes after their chunk's HW pass. Past a table's largest HW every change passes.
+ * changes after their chunk's HW pass. Past a table's largest HW every change passes, and keys
+ * outside every done chunk (a snapshot still in progress while streaming) pass too.
  */
 export class StreamFilter {
   private readonly tables = new Map<string, TableFilter>();
 
-  async addTable(name: string, chunks: ChunkRecord[], order: KeyOrder): Promise<void> {
+  async addTable(name: string, chunks: ChunkRecord[], order: KeyOrder, inProgress = false): Promise<void> {
+    this.tables.delete(name);
     const done = chunks.filter((c) => c.hw !== null);
-    const maxHw = maxPosition(done.map((c) => c.hw!));
-    if (!maxHw) return;
-    await order.prepare(done.map((c) => c.lo));
-    this.tables.set(name, { chunks: done, order, maxHw });
+    if (inProgress) this.tables.set(name, { chunks: [], order, maxHw: undefined, inProgress });
+    if (done.length === 0) return;
+    await order.prepare(done.flatMap((c) => [c.lo, c.hi]));
+    for (const c of done) this.push(name, c, order);
+  }
+
+  /** The table's first snapshot inside the stream is complete: uncovered keys pass from now on. */
+  finishTable(name: string): void {
+    const t = this.tables.get(name);
+    if (t) t.inProgress = false;
+  }
+
+  /** A chunk read while streaming joins the filter; chunks arrive in key order. */
+  async addChunk(name: string, chunk: ChunkRecord, order: KeyOrder): Promise<void> {
+    await order.prepare([chunk.lo, chunk.hi]);
+    this.push(name, chunk, order);
+  }
+
+  private push(name: string, chunk: ChunkRecord, order: KeyOrder): void {
+    const t = this.tables.get(name);
+    if (!t) {
+      this.tables.set(name, { chunks: [chunk], order, maxHw: chunk.hw!, inProgress: false });
+      return;
+    }
+    t.chunks.push(chunk);
+    t.maxHw = t.maxHw ? maxPosition([t.maxHw, chunk.hw!])! : chunk.hw!;
   }
 
   /** Whether keys of this table at position p need a chunk lookup (and so sort weights). */
   needsLookup(table: string, p: Position): KeyOrder | undefined {
     const t = this.tables.get(table);
     if (!t) return undefined;
-    if (comparePositions(p, t.maxHw) > 0) {
+    if (!t.inProgress && t.maxHw && comparePositions(p, t.maxHw) > 0) {
       this.tables.delete(table);
       return undefined;
     }
@@ -37,9 +67,10 @@ export class StreamFilter {
 
   passes(table: string, key: KeyTuple, p: Position): boolean {
     const t = this.tables.get(table);
-    if (!t || comparePositions(p, t.maxHw) > 0) return true;
+    if (!t || (!t.inProgress && t.maxHw && comparePositions(p, t.maxHw) > 0)) return true;
     const chunk = findChunk(t.chunks, key, t.order);
-    return !chunk || comparePositions(p, chunk.hw!) > 0;
+    if (!chunk || (chunk.hi !== null && t.order.compare(key, chunk.hi) >= 0)) return !t.inProgress;
+    return comparePositions(p, chunk.hw!) > 0;
   }
 
   get active(): boolean {

@@ -91,16 +91,28 @@ describe('StreamFilter', () => {
 
     await f.addTable('db.some', [chunk(0, null, 10, at('binlog.000002', 100)), chunk(1, 10, null, null)], order);
     expect(f.active).toBe(true);
-    expect(prepared).toEqual([[null]]);
+    expect(prepared).toEqual([[null, [10]]]);
     expect(f.passes('db.some', [5], at('binlog.000002', 100))).toBe(false);
     expect(f.passes('db.some', [5], at('binlog.000002', 101))).toBe(true);
   });
 
-  it('prepares the key order with the lower bounds of the done chunks', async () => {
+  it('prepares the key order with the bounds of the done chunks, in one batch', async () => {
     const f = new StreamFilter();
     const { order, prepared } = fakeOrder();
     await f.addTable('db.t', chunks, order);
-    expect(prepared).toEqual([[null, [100], [200]]]);
+    expect(prepared).toEqual([[null, [100], [100], [200], [200], null]]);
+  });
+
+  it('passes keys beyond the done chunks of a snapshot still in progress', async () => {
+    const f = new StreamFilter();
+    const { order } = fakeOrder();
+    await f.addChunk('db.t', chunk(0, null, 10, at('binlog.000001', 500)), order);
+    expect(f.passes('db.t', [5], at('binlog.000001', 400))).toBe(false);
+    expect(f.passes('db.t', [10], at('binlog.000001', 400))).toBe(true);
+    await f.addChunk('db.t', chunk(1, 10, 20, at('binlog.000001', 700)), order);
+    expect(f.passes('db.t', [15], at('binlog.000001', 600))).toBe(false);
+    expect(f.passes('db.t', [5], at('binlog.000001', 600))).toBe(true);
+    expect(f.passes('db.t', [25], at('binlog.000001', 600))).toBe(true);
   });
 
   it('keeps tables independent', async () => {
