@@ -168,6 +168,10 @@ export class CheckpointStore {
     }));
   }
 
+  doneChunks(table: string): number {
+    return (this.db.prepare("SELECT COUNT(*) AS n FROM chunks WHERE table_name = ? AND status = 'done'").get(table) as { n: number }).n;
+  }
+
   /** Records a newly split chunk; the last one (no upper bound) also fixes the table's chunk count. */
   addChunk(table: string, idx: number, lo: KeyTuple | null, hi: KeyTuple | null): void {
     this.db.transaction(() => {

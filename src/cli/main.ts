@@ -5,15 +5,17 @@ import { CheckpointStore } from '../checkpoint/store.js';
 import { ConfigError, loadConfig, matchTables, type Config } from '../config/load.js';
 import { SourceError } from '../source/server.js';
 import { runSync } from '../sync/connector.js';
+import { createLogger, logFunction, type Log } from '../ops/logger.js';
+import { Metrics } from '../ops/metrics.js';
+import { fanOut, type SyncObserver } from '../ops/observer.js';
+import { SnapshotProgress } from '../ops/progress.js';
 import { registerCheckCommand } from './check.js';
 import { registerStatusCommands } from './status.js';
 
 const pkg = createRequire(import.meta.url)('../../package.json') as { version: string };
 
-/** One JSON object per line on stderr: stdout stays free for the stdout sink. */
-export function log(msg: string, fields: Record<string, unknown> = {}): void {
-  process.stderr.write(JSON.stringify({ time: new Date().toISOString(), msg, ...fields }) + '\n');
-}
+const logger = createLogger();
+export const log: Log = logFunction(logger);
 
 /** Stops on the first SIGINT/SIGTERM: the running batch is committed, then the process exits 0. */
 function shutdownSignal(): AbortSignal {
@@ -45,7 +47,18 @@ export async function main(argv: string[]): Promise<number> {
     .action(async (o: { config: string; untilCaughtUp?: boolean }) => {
       code = await runCommand(async () => {
         const config = loadConfig(o.config);
-        await runSync(config, { untilCaughtUp: o.untilCaughtUp ?? false, signal: shutdownSignal(), log });
+        const metrics = new Metrics();
+        const observers: SyncObserver[] = [metrics, new SnapshotProgress(process.stderr.isTTY === true, log)];
+        if (config.metrics.port !== undefined) {
+          await metrics.serve(config.metrics.port, config.metrics.host);
+          log('metrics served', { url: `http://${config.metrics.host}:${config.metrics.port}/metrics` });
+        }
+        try {
+          await runSync(config, { untilCaughtUp: o.untilCaughtUp ?? false, signal: shutdownSignal(), log, observer: fanOut(observers) });
+        } catch (err) {
+          metrics.failed();
+          throw err;
+        }
       });
     });
 

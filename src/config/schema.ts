@@ -10,7 +10,7 @@ const MAX_SERVER_ID = 2 ** 32 - 1;
 const DERIVED_SERVER_ID_FLOOR = 5400;
 
 // The values of these keys may hold a password, so messages never echo them.
-const SECRET_KEYS = new Set(['source.url', 'source.password']);
+const SECRET_KEYS = new Set(['source.url', 'source.password', 'sink.sasl.password']);
 
 const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
@@ -201,12 +201,70 @@ const snapshotSchema = strict({
   chunkKey: z.record(tableName(false), columnList).default({}),
 });
 
+/** True when no problem has been found at, above or below any of `paths`, so the values there have their parsed types. */
+const validAt =
+  (...paths: PropertyKey[][]) =>
+  (payload: z.core.ParsePayload): boolean =>
+    !payload.issues.some((issue) => paths.some((p) => (issue.path ?? []).every((k, i) => i >= p.length || k === p[i])));
+
 const tombstones = bool.default(true);
+
+// Kafka's own rule for topic names; tidemark derives `<topicPrefix>.<db>.<table>` and `<topicPrefix>.tidemark.offsets` from it.
+const topicPrefix = z.string().regex(/^[a-zA-Z0-9_.-]{1,200}$/, {
+  error: (issue) => `expected up to 200 letters, digits, "_", "." or "-", ${got(issue.input)}`,
+});
+
+const broker = z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[^\s:[\]]+):\d{1,5}$/, {
+  error: (issue) => `expected "host:port", ${got(issue.input)}`,
+});
+
+// `brokers: ${KAFKA_BROKERS}` arrives as one string, so a comma-separated list is accepted too.
+const brokerList = z.preprocess(
+  (v) => (typeof v === 'string' ? v.split(',').map((b) => b.trim()) : v),
+  z.array(broker).min(1),
+);
+
+const kafkaSinkSchema = strict({
+  type: z.literal('kafka'),
+  brokers: brokerList,
+  topicPrefix: topicPrefix.optional(),
+  exactlyOnce: bool.default(true),
+  // The broker refuses a transaction timeout above its transaction.max.timeout.ms (15 minutes by default).
+  transactionTimeoutMs: int(1000, 900_000).default(60_000),
+  tombstones,
+  acks: z.preprocess((v) => (typeof v === 'string' && /^-?\d+$/.test(v) ? Number(v) : v), z.literal([-1, 0, 1])).default(-1),
+  // kafkajs has only gzip built in; snappy, lz4 and zstd need codecs registered from outside it.
+  compression: z.enum(['none', 'gzip']).default('none'),
+  topic: strict({
+    partitions: int(1, 100_000).default(1),
+    replicationFactor: int(1, 1000).default(1),
+  }).prefault({}),
+  clientId: nonEmpty.optional(),
+  // Handed to kafkajs unchanged (tls.connect options, PEM contents inline or from ${ENV}).
+  ssl: z.union([bool, z.record(z.string(), z.unknown())], {
+    error: (issue) => `expected true, false or a mapping of TLS options, ${got(issue.input)}`,
+  }).optional(),
+  sasl: z
+    .looseObject({
+      mechanism: z.enum(['plain', 'scram-sha-256', 'scram-sha-512', 'aws']),
+      username: z.string().optional(),
+      password: z.string().optional(),
+    })
+    .optional(),
+}).superRefine(
+  (sink, ctx) => {
+    if (sink.exactlyOnce && sink.acks !== -1) {
+      ctx.addIssue({ code: 'custom', path: ['acks'], message: `must be -1 (all in-sync replicas) with exactlyOnce: true, got ${sink.acks}` });
+    }
+  },
+  { when: validAt(['acks'], ['exactlyOnce']) },
+);
 
 /** Sink members, discriminated on `type`: a new sink is one more entry here and flows into `Config` unchanged. */
 const sinkSchema = z.discriminatedUnion('type', [
   strict({ type: z.literal('jsonl'), path: nonEmpty, tombstones }),
   strict({ type: z.literal('stdout'), tombstones }),
+  kafkaSinkSchema,
 ]);
 
 export type SinkConfig = z.output<typeof sinkSchema>;
@@ -244,6 +302,8 @@ export interface Config {
   checkpoint: { path: string };
   sink: SinkConfig;
   commit: CommitConfig;
+  /** The Prometheus endpoint; off unless a port is set. */
+  metrics: { port?: number; host: string };
 }
 
 /**
@@ -253,12 +313,6 @@ export interface Config {
 function derivedServerId(name: string): number {
   return DERIVED_SERVER_ID_FLOOR + (createHash('sha256').update(name).digest().readUInt32BE(0) % 2 ** 31);
 }
-
-/** True when no problem has been found at, above or below any of `paths`, so the values there have their parsed types. */
-const validAt =
-  (...paths: PropertyKey[][]) =>
-  (payload: z.core.ParsePayload): boolean =>
-    !payload.issues.some((issue) => paths.some((p) => (issue.path ?? []).every((k, i) => i >= p.length || k === p[i])));
 
 /**
  * The whole file. Its output is a `Config` whose paths are still relative to the config file: resolving them
@@ -276,6 +330,8 @@ export const configSchema = strict({
     maxRecords: int(1, 10_000_000).default(10_000),
     maxDelayMs: int(1, 3_600_000).default(500),
   }).prefault({}),
+  // Loopback by default: metrics say which tables are captured, which is not for every network.
+  metrics: strict({ port: int(1, 65_535).optional(), host: nonEmpty.default('127.0.0.1') }).prefault({}),
 })
   .superRefine(
     (config, ctx) => {
@@ -321,5 +377,6 @@ export const configSchema = strict({
       checkpoint: { path: config.checkpoint.path ?? `./data/${config.name}.sqlite` },
       sink: config.sink,
       commit: config.commit,
+      metrics: config.metrics.port === undefined ? { host: config.metrics.host } : { port: config.metrics.port, host: config.metrics.host },
     };
   });

@@ -17,12 +17,14 @@ import { KafkaSink } from '../sink/kafka.js';
 import type { Sink } from '../sink/sink.js';
 import { StdoutSink } from '../sink/stdout.js';
 import { Committer } from './committer.js';
+import type { SyncObserver } from '../ops/observer.js';
 import { StreamFilter } from './stream-filter.js';
 
 export interface SyncOptions {
   untilCaughtUp?: boolean;
   signal?: AbortSignal;
   log?: (msg: string, fields?: Record<string, unknown>) => void;
+  observer?: SyncObserver;
 }
 
 export function createSink(config: Config): Sink {
@@ -55,6 +57,10 @@ export async function runSync(config: Config, opts: SyncOptions = {}): Promise<v
     store.setSourceIdentity(info.identity);
 
     await planTables(conn, config, store, info, tables, log);
+    const planned = store.tables();
+    opts.observer?.tablesPlanned?.(
+      planned.map((t) => ({ name: t.name, rowsEstimate: t.rowsEstimate, rowsDone: t.snapshotRows, chunksDone: store!.doneChunks(t.name), chunksTotal: t.chunksTotal })),
+    );
     const ctx = new RunContext(config, conn, store, info, tables, committer, opts, log, sameServer);
     await ctx.snapshot();
     if (opts.signal?.aborted) return;
@@ -274,6 +280,7 @@ class RunContext {
       this.store.setStreamStart({ file: start.file, pos: start.pos });
     }
     this.caughtUpTarget = await currentPosition(this.conn, this.info.identity.flavour);
+    this.opts.observer?.snapshotFinished?.();
     this.log('snapshot complete', { seconds: (Date.now() - started) / 1000, rows: this.store.tables().reduce((n, t) => n + t.snapshotRows, 0) });
   }
 
@@ -314,6 +321,12 @@ class RunContext {
     };
   }
 
+  chunkReported(table: string, rows: number): void {
+    const t = this.store.tables().find((p) => p.name === table);
+    this.opts.observer?.chunkDone?.(table, rows, this.store.doneChunks(table), t?.chunksTotal ?? null);
+    this.opts.observer?.committed?.(undefined);
+  }
+
   /** Reads a chunk exact as of its high watermark and turns its rows into snapshot reads. */
   async readChunkEvents(conn: Connection, table: CapturedTable, chunk: ChunkRecord, backfillServerId: number): Promise<{ events: ChangeEvent[]; result: ChunkRows }> {
     const st = await this.tableFor(table);
@@ -342,6 +355,7 @@ class RunContext {
         const { events, result } = await this.readChunkEvents(conn, table, chunk, this.ids.first + 1 + w);
         if (this.aborted) return;
         await this.committer.commit(events, { chunksDone: [{ table: table.name, idx: chunk.idx, lw: result.lw, hw: result.hw, rows: events.length }] });
+        this.chunkReported(table.name, events.length);
         this.log('chunk done', { table: table.name, chunk: chunk.idx, rows: events.length, backfilled: result.backfilled });
       }
     } finally {
@@ -406,7 +420,7 @@ class Streamer {
     private readonly committer: Committer,
     private readonly filter: StreamFilter,
     captured: CapturedTable[],
-    private readonly tables: Pick<RunContext, 'tableFor' | 'reloadSchema' | 'chunkSource' | 'readChunkEvents'>,
+    private readonly tables: Pick<RunContext, 'tableFor' | 'reloadSchema' | 'chunkSource' | 'readChunkEvents' | 'chunkReported'>,
     private readonly opts: SyncOptions,
     private readonly log: NonNullable<SyncOptions['log']>,
   ) {
@@ -459,6 +473,7 @@ class Streamer {
     this.lastReceived = sameServer ? from : { file: 'any.000000', pos: 0 };
     await this.connect(from);
     this.log('streaming', { from: formatPosition(from) });
+    this.opts.observer?.streaming?.();
     let reconnects = 0;
     const signal = this.opts.signal;
     const onAbort = () => this.notify();
@@ -478,6 +493,7 @@ class Streamer {
           reconnects++;
           const delay = Math.min(30_000, 500 * 2 ** Math.min(reconnects, 6)) * (0.5 + Math.random() / 2);
           this.log('binlog connection lost; reconnecting', { error: err.message, delayMs: Math.round(delay) });
+          this.opts.observer?.reconnected?.();
           await sleep(delay, signal);
           if (signal?.aborted) return;
           // The queue still holds what was received; resume right after it.
@@ -587,6 +603,7 @@ class Streamer {
       }
       await this.committer.commit(events, { chunksDone: [done] });
       await this.filter.addChunk(table.name, { ...chunk, status: 'done', lw: result.lw, hw: result.hw, rows: events.length }, (await this.tables.tableFor(table)).order);
+      this.tables.chunkReported(table.name, events.length);
       this.log('chunk done', { table: table.name, chunk: chunk.idx, rows: events.length, backfilled: result.backfilled, whileStreaming: true });
     } finally {
       this.lastChunkMs = Date.now();
@@ -712,6 +729,14 @@ class Streamer {
       ...(sourceTsMs === undefined ? {} : { sourceTsMs }),
       ...(chunksDone.length > 0 ? { chunksDone } : {}),
     });
+    const observer = this.opts.observer;
+    if (observer) {
+      const byOp = new Map<string, number>();
+      for (const e of events) if (!e.source.snapshot) byOp.set(e.op, (byOp.get(e.op) ?? 0) + 1);
+      for (const [op, n] of byOp) observer.streamed?.(op, n);
+      observer.committed?.(sourceTsMs);
+      for (const c of chunksDone) this.tables.chunkReported(c.table, c.rows);
+    }
     this.committedSinceStart = true;
   }
 }

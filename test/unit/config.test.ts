@@ -65,6 +65,8 @@ sink:
 commit:
   maxRecords: 50
   maxDelayMs: 100
+metrics:
+  port: 9464
 `);
     expect(loadConfig(file, { MYSQL_PASSWORD: 's3cret' })).toEqual({
       name: 'shop-cdc',
@@ -82,6 +84,7 @@ commit:
       checkpoint: { path: '/var/lib/tidemark/shop.sqlite' },
       sink: { type: 'jsonl', path: '/var/out/shop.jsonl', tombstones: false },
       commit: { maxRecords: 50, maxDelayMs: 100 },
+      metrics: { port: 9464, host: '127.0.0.1' },
     });
   });
 
@@ -93,6 +96,7 @@ commit:
     expect(config.checkpoint.path).toBe(join(dir, 'data', 'shop-cdc.sqlite'));
     expect(config.sink).toEqual({ type: 'stdout', tombstones: true });
     expect(config.commit).toEqual({ maxRecords: 10_000, maxDelayMs: 500 });
+    expect(config.metrics).toEqual({ host: '127.0.0.1' });
   });
 
   it('derives a stable server id from the name, never 0', () => {
@@ -183,7 +187,7 @@ snapshot:
 
   it('rejects an unknown key at the top level, listing the allowed keys', () => {
     const err = failure(`${MINIMAL}\nsinks: {}\n`);
-    expect(err.problems).toEqual(['sinks: unknown key (allowed: name, source, snapshot, checkpoint, sink, commit)']);
+    expect(err.problems).toEqual(['sinks: unknown key (allowed: name, source, snapshot, checkpoint, sink, commit, metrics)']);
   });
 
   it('rejects an unknown nested key, naming its full path', () => {
