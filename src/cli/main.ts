@@ -10,6 +10,7 @@ import { Metrics } from '../ops/metrics.js';
 import { fanOut, type SyncObserver } from '../ops/observer.js';
 import { SnapshotProgress } from '../ops/progress.js';
 import { registerCheckCommand } from './check.js';
+import { registerDemoCommand } from './demo.js';
 import { registerStatusCommands } from './status.js';
 
 const pkg = createRequire(import.meta.url)('../../package.json') as { version: string };
@@ -76,6 +77,7 @@ export async function main(argv: string[]): Promise<number> {
   };
   registerCheckCommand(program, setExitCode);
   registerStatusCommands(program, setExitCode);
+  registerDemoCommand(program, setExitCode);
 
   await program.parseAsync(argv);
   return code;

@@ -113,4 +113,19 @@ describe('operating sync (MySQL)', () => {
     expect(new Set(lines).size).toBe(lines.length);
     await s.conn.end();
   });
+
+  it('tidemark demo provisions MySQL, captures a busy shop, shows changes and cleans up', async () => {
+    const dir = join(tempDir(), 'demo');
+    const run = await runTidemark(['demo', '--seconds', '4', '--dir', dir], { TIDEMARK_TEST_MYSQL_URL: url });
+    expect(run.code, run.stderr).toBe(0);
+    expect(run.stdout).toMatch(/snapshot done/);
+    expect(run.stdout).toMatch(/^ {2}[cud] orders /m);
+    const lines = readJsonl(join(dir, 'out.jsonl'));
+    expect(lines.filter((l) => l.value?.op === 'r').length).toBeGreaterThanOrEqual(22_000);
+    expect(lines.some((l) => l.value?.op === 'u')).toBe(true);
+    const { conn } = await freshDatabase(url, 'ops');
+    const [dbs] = await conn.query("SHOW DATABASES LIKE 'tidemark_demo'");
+    expect(dbs).toEqual([]);
+    await conn.end();
+  });
 });
