@@ -49,9 +49,8 @@ const NULL_ROW = {
   b1: null, b12: null, b64: null,
 };
 
-function expectedRows(flavour: 'mysql' | 'mariadb'): Record<string, unknown>[] {
-  // MariaDB's JSON is a LONGTEXT recognised by its json_valid() check, and parsed like MySQL's.
-  const json = (parsed: unknown, _text: string): unknown => parsed;
+// The same on both servers: MariaDB's JSON is a LONGTEXT recognised by its json_valid() check, and parsed like MySQL's.
+function expectedRows(): Record<string, unknown>[] {
   return [
     {
       id: 1, i8: 127, u8: 255, i16: 32767, u16: 65535, i24: 8388607, u24: 16777215, i32: 2147483647, u32: 4294967295,
@@ -61,10 +60,7 @@ function expectedRows(flavour: 'mysql' | 'mariadb'): Record<string, unknown>[] {
       dt: '9999-12-31', dt0: '9999-12-31T23:59:59', dt3: '2024-02-29T23:59:59.999', dt6: '9999-12-31T23:59:59.999999',
       ts0: '1970-01-01T00:00:01Z', ts6: '2038-01-19T03:14:07.999999Z',
       tm0: '838:59:59', tm6: '838:59:58.999999', y: 2155,
-      j: json(
-        { a: { b: [1, 2.5, '😀', null, true] }, big: '18446744073709551615', neg: '-9223372036854775808', safe: 9007199254740991, s: 'ü €' },
-        JSON_TEXT,
-      ),
+      j: { a: { b: [1, 2.5, '😀', null, true] }, big: '18446744073709551615', neg: '-9223372036854775808', safe: 9007199254740991, s: 'ü €' },
       e: 'c😀', s: ['a', 'b', 'c'], b1: 1, b12: 4095, b64: '//////////8=',
     },
     {
@@ -74,7 +70,7 @@ function expectedRows(flavour: 'mysql' | 'mariadb'): Record<string, unknown>[] {
       ch: '', vc: '', tx: '', bn: '/wAAAA==', vb: '', bl: '',
       dt: '1000-01-01', dt0: '1000-01-01T00:00:00', dt3: '1000-01-01T00:00:00.000', dt6: '1000-01-01T00:00:00.000001',
       ts0: '2000-01-01T00:00:00Z', ts6: '1999-12-31T23:59:59.000001Z',
-      tm0: '-838:59:59', tm6: '-838:59:59.000000', y: 1901, j: json([], '[]'),
+      tm0: '-838:59:59', tm6: '-838:59:59.000000', y: 1901, j: [],
       e: 'a', s: [], b1: 0, b12: 0, b64: 'AAAAAAAAAAA=',
     },
     { id: 3, ...NULL_ROW },
@@ -84,7 +80,7 @@ function expectedRows(flavour: 'mysql' | 'mariadb'): Record<string, unknown>[] {
       dec65: '0.000000000000000000000000000001', dec10: '-0.5000', f: 12345.2, d: 2.2250738585072014e-308,
       ch: 'ab', bn: 'wMH1/w==',
       dt: null, dt0: null, dt3: '2024-02-29T00:00:00.500', dt6: null, ts0: null, ts6: null,
-      tm0: '-00:01:00', tm6: '-10:00:00.000000', y: 0, j: json('just text', '"just text"'),
+      tm0: '-00:01:00', tm6: '-10:00:00.000000', y: 0, j: 'just text',
       e: '', s: ['b'], b12: 2730, b64: 'gAAAAAAAAAE=',
     },
   ];
@@ -136,7 +132,7 @@ describe.each(FLAVOURS)('canonical values on %s', (flavour) => {
 
         for (let i = 0; i < INSERTS.length; i++) expect(fromBinlog[i], `row ${i + 1}`).toStrictEqual(fromSnapshot[i]);
         expect(fromStream).toStrictEqual(fromSnapshot);
-        expect(fromSnapshot).toStrictEqual(expectedRows(flavour));
+        expect(fromSnapshot).toStrictEqual(expectedRows());
         // What a sink finally writes must survive JSON as well.
         expect(JSON.parse(JSON.stringify(fromBinlog))).toStrictEqual(fromSnapshot);
       } finally {

@@ -44,13 +44,13 @@ afterEach(() => {
 });
 
 describe('opening', () => {
-  it('creates the file and its directories, migrates to user_version 1 and uses WAL', () => {
+  it('creates the file and its directories, migrates to the latest user_version and uses WAL', () => {
     const store = openStore();
     expect(existsSync(path)).toBe(true);
-    expect(raw((db) => db.pragma('user_version', { simple: true }))).toBe(1);
+    expect(raw((db) => db.pragma('user_version', { simple: true }))).toBe(2);
     expect(raw((db) => db.pragma('journal_mode', { simple: true }))).toBe('wal');
     const tables = raw((db) => (db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").all() as { name: string }[]).map((r) => r.name));
-    expect(tables).toEqual(['chunks', 'commits', 'meta', 'tables']);
+    expect(tables).toEqual(['chunks', 'commits', 'meta', 'snapshot_requests', 'tables']);
     expect(store.lastCommittedSeq()).toBe(0);
     expect(store.pendingCommit()).toBeUndefined();
     expect(store.streamPosition()).toBeUndefined();
@@ -64,7 +64,7 @@ describe('opening', () => {
     closeStore(openStore());
     // A second CREATE TABLE would throw "table meta already exists".
     const again = openStore();
-    expect(raw((db) => db.pragma('user_version', { simple: true }))).toBe(1);
+    expect(raw((db) => db.pragma('user_version', { simple: true }))).toBe(2);
     expect(again.tables()).toEqual([]);
   });
 
@@ -87,11 +87,23 @@ describe('tables and chunks', () => {
     store.addTable('shop.orders', 'snapshotting', ['tenant', 'id'], 1234);
     store.addTable('shop.items', 'pending', ['id'], null);
     expect(store.tables()).toEqual([
-      { name: 'shop.items', state: 'pending', chunkKey: ['id'], chunksTotal: null, rowsEstimate: null, snapshotRows: 0 },
-      { name: 'shop.orders', state: 'snapshotting', chunkKey: ['tenant', 'id'], chunksTotal: null, rowsEstimate: 1234, snapshotRows: 0 },
+      { name: 'shop.items', state: 'pending', chunkKey: ['id'], chunksTotal: null, rowsEstimate: null, snapshotRows: 0, again: false },
+      { name: 'shop.orders', state: 'snapshotting', chunkKey: ['tenant', 'id'], chunksTotal: null, rowsEstimate: 1234, snapshotRows: 0, again: false },
     ]);
     store.setTableState('shop.items', 'snapshotting');
     expect(store.tables()[0]!.state).toBe('snapshotting');
+  });
+
+  it('restarts a table snapshot: chunks forgotten, request settled, marked as taken again', () => {
+    const store = openStore();
+    store.addTable('db.t', 'streaming', ['id'], 10);
+    store.addChunk('db.t', 0, null, null);
+    store.requestSnapshot(['db.t', 'db.u']);
+    expect(store.snapshotRequests()).toEqual(['db.t', 'db.u']);
+    store.restartTableSnapshot('db.t', ['id'], 20, true);
+    expect(store.chunks('db.t')).toEqual([]);
+    expect(store.snapshotRequests()).toEqual(['db.u']);
+    expect(store.tables()).toEqual([{ name: 'db.t', state: 'snapshotting', chunkKey: ['id'], chunksTotal: null, rowsEstimate: 20, snapshotRows: 0, again: true }]);
   });
 
   it('stores chunk bounds as JSON and sets chunksTotal only when the last chunk (hi = null) is added', () => {
