@@ -216,8 +216,8 @@ snapshot:
   });
 
   it('rejects an unknown sink type', () => {
-    const err = failure(MINIMAL.replace('type: stdout', 'type: kafka'));
-    expect(err.problems).toEqual(['sink.type: expected one of jsonl, stdout, got "kafka"']);
+    const err = failure(MINIMAL.replace('type: stdout', 'type: postgres'));
+    expect(err.problems).toEqual(['sink.type: expected one of jsonl, stdout, kafka, got "postgres"']);
   });
 
   it('reports a missing required key', () => {
