@@ -1,7 +1,347 @@
+import Database from 'better-sqlite3';
 import type { Command } from 'commander';
+import { existsSync, rmSync, statSync } from 'node:fs';
+import { createInterface } from 'node:readline/promises';
+import { CheckpointStore, type SourceIdentity } from '../checkpoint/store.js';
+import { loadConfig, type Config } from '../config/load.js';
+import { comparePositions, fileSequence, formatPosition, type Position } from '../source/position.js';
+import { connect, currentPosition, inspectServer } from '../source/server.js';
+import { runCommand } from './main.js';
+
+export interface TableStatus {
+  /** `db.table` */
+  name: string;
+  /** `pending`: no chunk split yet (waiting for its turn); `snapshotting`: chunks being read; `streaming`: snapshot done. */
+  phase: 'pending' | 'snapshotting' | 'streaming';
+  chunksDone: number;
+  /** null until the last chunk of the table has been split. */
+  chunksTotal: number | null;
+  /** Rows of the snapshot committed to the sink so far. */
+  rows: number;
+  /** The server's estimate when the table was planned (InnoDB's is approximate). */
+  rowsEstimate: number | null;
+}
+
+/** What `tidemark status --json` prints (documented in the README). */
+export interface StatusReport {
+  name: string;
+  checkpoint: string;
+  /** The server the checkpoint was taken from. */
+  source: SourceIdentity | null;
+  tables: TableStatus[];
+  /** Where the stream resumes: everything before it is committed. null while the first snapshot runs. */
+  stream: Position | null;
+  lastCommit: {
+    at: string;
+    ageSeconds: number;
+    seq: number;
+    /** Source commit time of the newest streamed transaction in the sink; null until the stream has committed one. */
+    sourceTime: string | null;
+  } | null;
+  server: {
+    /** Who answers at the configured source now; null when it could not be asked. */
+    identity: SourceIdentity | null;
+    position: Position | null;
+    error: string | null;
+  };
+  lag: {
+    /** Binlog bytes from `stream` to `server.position`. */
+    bytes: number | null;
+    /** Seconds since the source committed the newest transaction the sink holds; 0 when `bytes` is 0. */
+    seconds: number | null;
+    /** Why a value is null, or what it is relative to. */
+    note: string | null;
+  };
+}
+
+interface CheckpointView {
+  identity: SourceIdentity | undefined;
+  stream: Position | undefined;
+  tables: TableStatus[];
+  lastCommitMs: number | undefined;
+  lastSourceTsMs: number | undefined;
+  seq: number;
+}
+
+interface ServerView {
+  identity: SourceIdentity | null;
+  position: Position | null;
+  logs: { name: string; size: number }[];
+  error: string | null;
+}
 
 /** `tidemark status` and `tidemark reset`: read and forget the checkpoint. */
 export function registerStatusCommands(program: Command, setExitCode: (code: number) => void): void {
-  void program;
-  void setExitCode;
+  program
+    .command('status')
+    .description('show snapshot progress per table, the committed stream position and how far behind the source it is')
+    .requiredOption('-c, --config <file>', 'YAML config file')
+    .option('--json', 'print one JSON object instead of text')
+    .action(async (o: { config: string; json?: boolean }) => {
+      setExitCode(await withExitCode(() => status(loadConfig(o.config), o.json ?? false)));
+    });
+
+  program
+    .command('reset')
+    .description('forget the checkpoint, so the next sync snapshots every table again')
+    .requiredOption('-c, --config <file>', 'YAML config file')
+    .option('--yes', 'do not ask for confirmation (required when stdin is not a terminal)')
+    .action(async (o: { config: string; yes?: boolean }) => {
+      setExitCode(await withExitCode(() => reset(loadConfig(o.config), o.yes ?? false)));
+    });
+}
+
+/** runCommand for commands that end with their own exit code once they have explained themselves. */
+async function withExitCode(fn: () => Promise<number>): Promise<number> {
+  let code = 0;
+  const failed = await runCommand(async () => {
+    code = await fn();
+  });
+  return failed || code;
+}
+
+const fail = (message: string): number => {
+  process.stderr.write(`tidemark: ${message}\n`);
+  return 1;
+};
+
+async function status(config: Config, asJson: boolean): Promise<number> {
+  const path = config.checkpoint.path;
+  if (!existsSync(path)) return fail(`no checkpoint at ${path}: sync has not run yet`);
+  let checkpoint: CheckpointView;
+  try {
+    checkpoint = readCheckpoint(path);
+  } catch (err) {
+    return fail(`cannot read the checkpoint ${path}: ${(err as Error).message}`);
+  }
+  // The checkpoint is closed before the source is asked, which may take up to connectTimeoutMs:
+  // an open connection would make `tidemark reset` think a sync is running.
+  const report = buildReport(config, checkpoint, await askServer(config), Date.now());
+  process.stdout.write(asJson ? JSON.stringify(report) + '\n' : formatReport(report));
+  return 0;
+}
+
+function readCheckpoint(path: string): CheckpointView {
+  const store = CheckpointStore.openReadOnly(path);
+  try {
+    return store.consistentRead(() => ({
+      identity: store.sourceIdentity(),
+      stream: store.streamPosition(),
+      tables: store.tables().map((t): TableStatus => {
+        const chunks = store.chunks(t.name);
+        const phase = t.state === 'snapshotting' && chunks.length === 0 ? 'pending' : t.state;
+        return {
+          name: t.name,
+          phase,
+          chunksDone: chunks.filter((c) => c.status === 'done').length,
+          chunksTotal: t.chunksTotal,
+          rows: t.snapshotRows,
+          rowsEstimate: t.rowsEstimate,
+        };
+      }),
+      lastCommitMs: store.lastCommitMs(),
+      lastSourceTsMs: store.lastSourceTsMs(),
+      seq: store.lastCommittedSeq(),
+    }));
+  } finally {
+    store.close();
+  }
+}
+
+/** The source's identity, current position and binlog file sizes; an unreachable source is reported, not thrown. */
+async function askServer(config: Config): Promise<ServerView> {
+  let conn;
+  try {
+    conn = await connect(config.source);
+    const { identity } = await inspectServer(conn);
+    const position = await currentPosition(conn, identity.flavour);
+    const [rows] = await conn.query('SHOW BINARY LOGS');
+    const logs = (rows as { Log_name: string; File_size: number | string }[]).map((r) => ({ name: r.Log_name, size: Number(r.File_size) }));
+    return { identity, position, logs, error: null };
+  } catch (err) {
+    return { identity: null, position: null, logs: [], error: (err as Error).message };
+  } finally {
+    await conn?.end().catch(() => {});
+  }
+}
+
+/** Binlog bytes from `from` to `to`; across files, the rest of `from`'s file plus every file in between. */
+function bytesBehind(from: Position, to: Position, logs: ServerView['logs']): number | undefined {
+  if (comparePositions(from, to) >= 0) return 0;
+  if (from.file === to.file) return to.pos - from.pos;
+  const first = logs.find((l) => l.name === from.file);
+  if (!first) return undefined;
+  const lo = fileSequence(from.file);
+  const hi = fileSequence(to.file);
+  let bytes = first.size - from.pos + to.pos;
+  for (const l of logs) {
+    const seq = fileSequence(l.name);
+    if (seq > lo && seq < hi) bytes += l.size;
+  }
+  return bytes;
+}
+
+function buildReport(config: Config, cp: CheckpointView, server: ServerView, now: number): StatusReport {
+  const lag: StatusReport['lag'] = { bytes: null, seconds: null, note: null };
+  const notes: string[] = [];
+  if (!cp.stream) {
+    notes.push('the stream starts when the snapshot is done');
+  } else if (server.error !== null) {
+    notes.push(`lag in bytes unknown, the source could not be asked: ${server.error}`);
+  } else if (cp.identity && server.identity && (cp.identity.flavour !== server.identity.flavour || cp.identity.serverId !== server.identity.serverId)) {
+    notes.push(
+      `lag in bytes unknown: the source is now ${server.identity.flavour} server ${server.identity.serverId}, ` +
+        `and the checkpoint's file/pos belong to ${cp.identity.flavour} server ${cp.identity.serverId}`,
+    );
+  } else {
+    lag.bytes = bytesBehind(cp.stream, server.position!, server.logs) ?? null;
+    if (lag.bytes === null) notes.push(`lag in bytes unknown: binlog file ${cp.stream.file} has been purged from the source`);
+  }
+  if (lag.bytes === 0) lag.seconds = 0;
+  else if (cp.stream && cp.lastSourceTsMs !== undefined) {
+    lag.seconds = Math.max(0, (now - cp.lastSourceTsMs) / 1000);
+    notes.push('seconds as of the last commit: since the source committed the newest transaction the sink holds');
+  } else if (cp.stream) notes.push('lag in seconds unknown until the stream commits a transaction');
+  lag.note = notes.length > 0 ? notes.join('; ') : null;
+
+  return {
+    name: config.name,
+    checkpoint: config.checkpoint.path,
+    source: cp.identity ?? null,
+    tables: cp.tables,
+    stream: cp.stream ?? null,
+    lastCommit:
+      cp.lastCommitMs === undefined
+        ? null
+        : {
+            at: new Date(cp.lastCommitMs).toISOString(),
+            ageSeconds: Math.max(0, (now - cp.lastCommitMs) / 1000),
+            seq: cp.seq,
+            sourceTime: cp.lastSourceTsMs === undefined ? null : new Date(cp.lastSourceTsMs).toISOString(),
+          },
+    server: { identity: server.identity, position: server.position, error: server.error },
+    lag,
+  };
+}
+
+function formatSeconds(s: number): string {
+  if (s < 60) return `${s.toFixed(1)} s`;
+  const units: [string, number][] = [['d', 86_400], ['h', 3600], ['m', 60], ['s', 1]];
+  const parts: string[] = [];
+  let rest = Math.floor(s);
+  for (const [unit, size] of units) {
+    if (rest >= size || parts.length > 0) parts.push(`${Math.floor(rest / size)}${unit}`);
+    rest %= size;
+    if (parts.length === 2) break;
+  }
+  return parts.join(' ');
+}
+
+function describeTable(t: TableStatus): string {
+  const estimate = t.rowsEstimate === null ? '' : ` of ~${t.rowsEstimate}`;
+  switch (t.phase) {
+    case 'pending':
+      return t.rowsEstimate === null ? 'not started' : `not started, ~${t.rowsEstimate} rows`;
+    case 'snapshotting': {
+      const chunks = t.chunksTotal === null ? `${t.chunksDone} chunks done, splitting` : `${t.chunksDone} of ${t.chunksTotal} chunks`;
+      return `${chunks}, ${t.rows}${estimate} rows`;
+    }
+    case 'streaming':
+      return t.chunksDone === 0 ? 'no snapshot' : `snapshot done: ${t.rows} rows in ${t.chunksDone} chunks`;
+  }
+}
+
+function formatReport(r: StatusReport): string {
+  const lines: string[] = [];
+  const row = (label: string, value: string) => lines.push(`${label.padEnd(12)} ${value}`);
+  row('connector', r.name);
+  row('checkpoint', r.checkpoint);
+  row('source', r.source ? `${r.source.flavour} ${r.source.version} (server ${r.source.serverId})` : 'not recorded yet');
+  if (r.tables.length === 0) row('tables', 'none planned yet');
+  else {
+    lines.push('tables');
+    const width = Math.max(...r.tables.map((t) => t.name.length));
+    for (const t of r.tables) lines.push(`  ${t.name.padEnd(width)}  ${t.phase.padEnd(12)}  ${describeTable(t)}`);
+  }
+  row('stream', r.stream ? `${r.stream.file}:${r.stream.pos}` : 'not started');
+  if (r.stream?.gtid) row('gtid set', r.stream.gtid);
+  if (r.server.position) row('server at', formatPosition(r.server.position));
+  const behind: string[] = [];
+  if (r.lag.bytes !== null) behind.push(`${r.lag.bytes} bytes`);
+  if (r.lag.seconds !== null) behind.push(r.lag.bytes === 0 ? 'caught up' : `${formatSeconds(r.lag.seconds)} as of the last commit`);
+  row('behind', behind.length > 0 ? behind.join('; ') : 'unknown');
+  if (r.lag.note && (r.lag.bytes === null || r.lag.seconds === null)) row('', r.lag.note);
+  row('last commit', r.lastCommit ? `${r.lastCommit.at} (${formatSeconds(r.lastCommit.ageSeconds)} ago)` : 'none yet');
+  return lines.join('\n') + '\n';
+}
+
+/**
+ * Whether another process has the checkpoint open. Every connection to a WAL database holds a
+ * shared lock on the file for as long as it is open, so an exclusive lock is refused exactly while
+ * some process (a running sync, or a status reading it) has it open. Taking the lock also folds
+ * a leftover -wal into the file, which is about to be deleted anyway.
+ */
+function checkpointInUse(path: string): boolean {
+  const db = new Database(path, { fileMustExist: true, timeout: 2000 });
+  try {
+    db.pragma('locking_mode = EXCLUSIVE');
+    db.exec('BEGIN EXCLUSIVE');
+    db.exec('COMMIT');
+    return false;
+  } catch (err) {
+    const code = (err as { code?: string }).code;
+    if (code === 'SQLITE_BUSY') return true;
+    // No sync can have a damaged file open; resetting is the cure for one.
+    if (code === 'SQLITE_NOTADB' || code === 'SQLITE_CORRUPT') return false;
+    throw err;
+  } finally {
+    db.close();
+  }
+}
+
+function outputNote(config: Config): string | undefined {
+  if (config.sink.type !== 'jsonl') return undefined;
+  const size = existsSync(config.sink.path) ? statSync(config.sink.path).size : 0;
+  if (size === 0) return undefined;
+  return `The jsonl output ${config.sink.path} (${size} bytes) is left in place, but the next sync cuts it to 0 bytes (nothing is committed any more) and writes every table again: move it away first to keep it.`;
+}
+
+async function confirm(config: Config, path: string): Promise<boolean> {
+  process.stderr.write(`This forgets all progress of connector ${config.name}: ${path} is deleted and the next sync snapshots every table again.\n`);
+  const note = outputNote(config);
+  if (note) process.stderr.write(`${note}\n`);
+  const rl = createInterface({ input: process.stdin, output: process.stderr });
+  try {
+    // End of input (Ctrl-D) closes the interface without an answer: that is a no.
+    const answer = await new Promise<string | null>((resolve) => {
+      rl.once('close', () => resolve(null));
+      rl.question(`Type the connector name (${config.name}) to confirm: `).then(resolve, () => resolve(null));
+    });
+    return answer?.trim() === config.name;
+  } finally {
+    rl.close();
+  }
+}
+
+async function reset(config: Config, yes: boolean): Promise<number> {
+  const path = config.checkpoint.path;
+  // -wal and -shm go before the database: a -wal left beside a new checkpoint would be replayed into it.
+  const files = [`${path}-wal`, `${path}-shm`, path];
+  if (!files.some((f) => existsSync(f))) {
+    process.stdout.write(`no checkpoint at ${path}: nothing to reset\n`);
+    return 0;
+  }
+  const inUse = `the checkpoint ${path} is open in another process, most likely a running tidemark sync: stop it, then reset`;
+  if (existsSync(path) && checkpointInUse(path)) return fail(inUse);
+  if (!yes) {
+    if (!process.stdin.isTTY) return fail(`refusing to reset ${path} without confirmation: stdin is not a terminal. Pass --yes to reset from a script.`);
+    if (!(await confirm(config, path))) return fail('not confirmed: the checkpoint was left as it was');
+    // The prompt may have waited long enough for a sync to start.
+    if (existsSync(path) && checkpointInUse(path)) return fail(inUse);
+  }
+  for (const f of files) rmSync(f, { force: true });
+  process.stdout.write(`reset: deleted ${path}; the next sync snapshots every table again.\n`);
+  const note = outputNote(config);
+  if (note) process.stdout.write(`${note}\n`);
+  return 0;
 }

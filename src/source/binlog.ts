@@ -43,6 +43,15 @@ export interface BinlogReaderOptions {
   onError(err: Error): void;
 }
 
+const TRANSACTION_EVENTS = ['gtid', 'anonymousgtid', 'mariadbgtid', 'query', 'xid', 'tablemap', 'writerows', 'updaterows', 'deleterows'];
+
+/**
+ * Events outside any transaction that still move the binlog position: a file switch and the
+ * headers of the new file, MariaDB's asynchronous binlog checkpoint events, heartbeats. The server's
+ * reported position can end on one of them, so `--until-caught-up` must count them.
+ */
+const BOUNDARY_EVENTS = ['heartbeat', 'rotate', 'format', 'previousgtids', 'mariadbgtidlist', 'binlogcheckpoint'];
+
 const TRUNCATE = /^\s*TRUNCATE\s+(?:TABLE\s+)?(?:`?([^`.\s]+)`?\s*\.\s*)?`?([^`\s;]+)`?/i;
 const DDL = /^\s*(ALTER|CREATE|DROP|RENAME|TRUNCATE)\b/i;
 
@@ -85,7 +94,7 @@ export class BinlogReader {
       this.zongji.start({
         serverId: this.opts.serverId,
         ...('gtidSet' in this.opts.start ? { gtidSet: this.opts.start.gtidSet } : { filename: this.opts.start.file, position: this.opts.start.pos }),
-        includeEvents: ['rotate', 'gtid', 'anonymousgtid', 'mariadbgtid', 'query', 'xid', 'tablemap', 'writerows', 'updaterows', 'deleterows', 'heartbeat'],
+        includeEvents: [...TRANSACTION_EVENTS, ...BOUNDARY_EVENTS],
         includeSchema,
       });
     });
@@ -146,10 +155,8 @@ export class BinlogReader {
       case 'query':
         this.query(evt as QueryEvent);
         return;
-      case 'heartbeat':
-        if (this.tx === null) this.opts.onPosition?.(this.here());
-        return;
       default:
+        if (this.tx === null && BOUNDARY_EVENTS.includes(evt.getEventName()) && this.zongji.options.filename) this.opts.onPosition?.(this.here());
         return;
     }
   }

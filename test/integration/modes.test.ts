@@ -376,4 +376,17 @@ describe.each(FLAVOURS)('snapshot modes and failures on %s', (flavour) => {
     await otherConn.end();
     await s.conn.end();
   });
+
+  it('--until-caught-up finishes when the binlog rotated after the last change, and after a change in the new file', async () => {
+    const s = await setup(flavour, serverIdOf(flavour, 12));
+    for (const writeAfterFlush of [false, true]) {
+      await s.conn.query(`UPDATE ${s.table} SET version = version + 1 WHERE id <= 10`);
+      await s.conn.query('FLUSH BINARY LOGS');
+      if (writeAfterFlush) await s.conn.query(`UPDATE ${s.table} SET version = version + 1 WHERE id <= 20`);
+      const run = await runTidemark(['sync', '-c', s.config, '--until-caught-up'], undefined, 30_000);
+      expect(run.code, run.stderr).toBe(0);
+    }
+    await expectConsistent(s);
+    await s.conn.end();
+  });
 });
