@@ -4,8 +4,8 @@ import { existsSync, rmSync, statSync } from 'node:fs';
 import { createInterface } from 'node:readline/promises';
 import { CheckpointStore, type SourceIdentity } from '../checkpoint/store.js';
 import { loadConfig, type Config } from '../config/load.js';
-import { comparePositions, fileSequence, formatPosition, type Position } from '../source/position.js';
-import { connect, currentPosition, inspectServer } from '../source/server.js';
+import { bytesBetween, formatPosition, type Position } from '../source/position.js';
+import { binlogSizes, connect, currentPosition, inspectServer } from '../source/server.js';
 import { runCommand } from './main.js';
 
 export interface TableStatus {
@@ -155,9 +155,7 @@ async function askServer(config: Config): Promise<ServerView> {
     conn = await connect(config.source);
     const { identity } = await inspectServer(conn);
     const position = await currentPosition(conn, identity.flavour);
-    const [rows] = await conn.query('SHOW BINARY LOGS');
-    const logs = (rows as { Log_name: string; File_size: number | string }[]).map((r) => ({ name: r.Log_name, size: Number(r.File_size) }));
-    return { identity, position, logs, error: null };
+    return { identity, position, logs: await binlogSizes(conn), error: null };
   } catch (err) {
     return { identity: null, position: null, logs: [], error: (err as Error).message };
   } finally {
@@ -165,21 +163,6 @@ async function askServer(config: Config): Promise<ServerView> {
   }
 }
 
-/** Binlog bytes from `from` to `to`; across files, the rest of `from`'s file plus every file in between. */
-function bytesBehind(from: Position, to: Position, logs: ServerView['logs']): number | undefined {
-  if (comparePositions(from, to) >= 0) return 0;
-  if (from.file === to.file) return to.pos - from.pos;
-  const first = logs.find((l) => l.name === from.file);
-  if (!first) return undefined;
-  const lo = fileSequence(from.file);
-  const hi = fileSequence(to.file);
-  let bytes = first.size - from.pos + to.pos;
-  for (const l of logs) {
-    const seq = fileSequence(l.name);
-    if (seq > lo && seq < hi) bytes += l.size;
-  }
-  return bytes;
-}
 
 function buildReport(config: Config, cp: CheckpointView, server: ServerView, now: number): StatusReport {
   const lag: StatusReport['lag'] = { bytes: null, seconds: null, note: null };
@@ -194,7 +177,7 @@ function buildReport(config: Config, cp: CheckpointView, server: ServerView, now
         `and the checkpoint's file/pos belong to ${cp.identity.flavour} server ${cp.identity.serverId}`,
     );
   } else {
-    lag.bytes = bytesBehind(cp.stream, server.position!, server.logs) ?? null;
+    lag.bytes = bytesBetween(cp.stream, server.position!, server.logs) ?? null;
     if (lag.bytes === null) notes.push(`lag in bytes unknown: binlog file ${cp.stream.file} has been purged from the source`);
   }
   if (lag.bytes === 0) lag.seconds = 0;

@@ -30,3 +30,19 @@ export function minPosition<T extends Position>(positions: T[]): T | undefined {
 export function maxPosition<T extends Position>(positions: T[]): T | undefined {
   return positions.reduce<T | undefined>((max, p) => (max === undefined || comparePositions(p, max) > 0 ? p : max), undefined);
 }
+
+/** Binlog bytes from `from` to `to`; across files, the rest of `from`'s file plus every file in between. */
+export function bytesBetween(from: Position, to: Position, logs: { name: string; size: number }[]): number | undefined {
+  if (comparePositions(from, to) >= 0) return 0;
+  if (from.file === to.file) return to.pos - from.pos;
+  const first = logs.find((l) => l.name === from.file);
+  if (!first) return undefined;
+  const lo = fileSequence(from.file);
+  const hi = fileSequence(to.file);
+  let bytes = first.size - from.pos + to.pos;
+  for (const l of logs) {
+    const seq = fileSequence(l.name);
+    if (seq > lo && seq < hi) bytes += l.size;
+  }
+  return bytes;
+}

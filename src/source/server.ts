@@ -96,10 +96,14 @@ export async function currentPosition(conn: Connection, flavour: 'mysql' | 'mari
   return p;
 }
 
-/** Binlog files the server still has, oldest first. */
-export async function binlogFiles(conn: Connection): Promise<string[]> {
+/** Binlog files the server still has, oldest first, with their sizes. */
+export async function binlogSizes(conn: Connection): Promise<{ name: string; size: number }[]> {
   const [rows] = await conn.query('SHOW BINARY LOGS');
-  return (rows as { Log_name: string }[]).map((r) => r.Log_name);
+  return (rows as { Log_name: string; File_size: number | string }[]).map((r) => ({ name: r.Log_name, size: Number(r.File_size) }));
+}
+
+export async function binlogFiles(conn: Connection): Promise<string[]> {
+  return (await binlogSizes(conn)).map((l) => l.name);
 }
 
 export async function listTables(conn: Connection): Promise<{ db: string; table: string }[]> {

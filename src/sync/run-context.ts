@@ -5,9 +5,9 @@ import { serverIdRange, type Config } from '../config/load.js';
 import type { ChangeEvent } from '../events/event.js';
 import { ChunkSplitter, keyColumnsOf } from '../source/chunker.js';
 import { KeyOrder } from '../source/key-order.js';
-import { minPosition, type Position } from '../source/position.js';
+import { bytesBetween, minPosition, type Position } from '../source/position.js';
 import { loadTableSchemas } from '../source/schema.js';
-import { connect, currentPosition, type ServerInfo } from '../source/server.js';
+import { binlogSizes, connect, currentPosition, type ServerInfo } from '../source/server.js';
 import { readChunk, snapshotTable, type ChunkRows, type SnapshotTable } from '../source/snapshot.js';
 import type { Committer } from './committer.js';
 import type { SyncOptions } from './connector.js';
@@ -44,6 +44,12 @@ export class RunContext {
    * column list. This reads the schema as it is now, which matches the binlog only while the
    * stream is close to the head (no schema history yet).
    */
+  /** Binlog bytes from `p` to the server's current position: how far the stream is behind. */
+  async lagBytes(p: Position): Promise<number | undefined> {
+    const now = await currentPosition(this.conn, this.info.identity.flavour);
+    return bytesBetween(p, now, await binlogSizes(this.conn));
+  }
+
   async reloadSchema(t: CapturedTable): Promise<void> {
     const schema = (await loadTableSchemas(this.conn, t.schema.db, [t.schema.table])).get(t.schema.table);
     if (!schema) return;

@@ -20,6 +20,7 @@ export class Streamer {
   private batchStartedMs = 0;
   private lastFlushMs = 0;
   private committedSinceStart = false;
+  private lastLagProbeMs = 0;
   private lastReceived: Position;
   private queue: (BinlogTransaction | Position)[] = [];
   private wake: (() => void) | null = null;
@@ -42,7 +43,7 @@ export class Streamer {
     private readonly committer: Committer,
     private readonly filter: StreamFilter,
     captured: CapturedTable[],
-    private readonly tables: Pick<RunContext, 'tableFor' | 'reloadSchema' | 'chunkSource' | 'readChunkEvents' | 'chunkReported'>,
+    private readonly tables: Pick<RunContext, 'tableFor' | 'reloadSchema' | 'chunkSource' | 'readChunkEvents' | 'chunkReported' | 'lagBytes'>,
     private readonly opts: SyncOptions,
     private readonly log: NonNullable<SyncOptions['log']>,
   ) {
@@ -356,7 +357,13 @@ export class Streamer {
       const byOp = new Map<string, number>();
       for (const e of events) if (!e.source.snapshot) byOp.set(e.op, (byOp.get(e.op) ?? 0) + 1);
       for (const [op, n] of byOp) observer.streamed?.(op, n);
-      observer.committed?.(sourceTsMs);
+      // Asking the server costs a round trip: lag in bytes is refreshed every few seconds, not per commit.
+      let bytes: number | undefined;
+      if (Date.now() - this.lastLagProbeMs >= 5000) {
+        this.lastLagProbeMs = Date.now();
+        bytes = await this.tables.lagBytes(end).catch(() => undefined);
+      }
+      observer.committed?.(sourceTsMs, bytes);
       for (const c of chunksDone) this.tables.chunkReported(c.table, c.rows);
     }
     this.committedSinceStart = true;

@@ -77,6 +77,9 @@ describe('operating sync (MySQL)', () => {
     expect(metric(second, 'tidemark_lag_seconds')).toBeGreaterThanOrEqual(0);
     expect(metric(second, 'tidemark_last_commit_age_seconds')).toBeLessThan(5);
     expect(metric(second, 'tidemark_reconnects_total')).toBe(0);
+    // Probed at the stream's first commit: a number of bytes, small since the stream keeps up.
+    expect(metric(second, 'tidemark_lag_bytes')).toBeGreaterThanOrEqual(0);
+    expect(metric(second, 'tidemark_lag_bytes')).toBeLessThan(10_000_000);
     await writer.stop();
     expect((await sync.kill('SIGTERM')).code).toBe(0);
 
