@@ -18,16 +18,30 @@ const pkg = createRequire(import.meta.url)('../../package.json') as { version: s
 const logger = createLogger();
 export const log: Log = logFunction(logger);
 
-/** Stops on the first SIGINT/SIGTERM: the running batch is committed, then the process exits 0. */
+/** A clean stop that takes longer than this is cut short; the checkpoint makes that safe too. */
+const SHUTDOWN_LIMIT_MS = 30_000;
+
+/**
+ * The first SIGINT/SIGTERM stops sync: the batch in hand is committed, then the process exits 0.
+ * A second signal, or the time limit, ends it at once (exit 130): nothing committed is lost, the
+ * uncommitted batch is produced again by the next run.
+ */
 function shutdownSignal(): AbortSignal {
   const controller = new AbortController();
   const stop = (sig: string) => {
-    if (controller.signal.aborted) return;
+    if (controller.signal.aborted) {
+      log('stopping now', { signal: sig });
+      process.exit(130);
+    }
     log('stopping', { signal: sig });
     controller.abort();
+    setTimeout(() => {
+      log('clean stop took too long; stopping now', { limitMs: SHUTDOWN_LIMIT_MS });
+      process.exit(130);
+    }, SHUTDOWN_LIMIT_MS).unref();
   };
-  process.once('SIGINT', () => stop('SIGINT'));
-  process.once('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', () => stop('SIGTERM'));
   return controller.signal;
 }
 

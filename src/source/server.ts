@@ -1,5 +1,5 @@
 import mysql from 'mysql2/promise';
-import type { Connection, ConnectionOptions } from 'mysql2/promise';
+import type { Connection, ConnectionOptions, Pool } from 'mysql2/promise';
 import type { SourceIdentity } from '../checkpoint/store.js';
 import { SNAPSHOT_CONNECTION_OPTIONS, SNAPSHOT_SESSION_SQL } from '../events/values.js';
 import type { Position } from './position.js';
@@ -31,6 +31,47 @@ export async function connect(s: SourceSettings): Promise<Connection> {
   }
   for (const sql of SNAPSHOT_SESSION_SQL) await conn.query(sql);
   return conn;
+}
+
+/**
+ * Control queries of a long-running sync (positions, schemas, sort weights) go through a small
+ * pool, so a connection lost to a server restart or a KILL is replaced on the next query instead of
+ * failing every later one.
+ */
+export function controlPool(s: SourceSettings): Pool {
+  const pool = mysql.createPool({ ...connectionOptions(s), ...SNAPSHOT_CONNECTION_OPTIONS, connectionLimit: 2, enableKeepAlive: true });
+  pool.pool.on('connection', (c) => {
+    for (const sql of SNAPSHOT_SESSION_SQL) c.query(sql);
+  });
+  return pool;
+}
+
+/** One dedicated connection (a chunk reader's), replaced after it is lost. */
+export class SourceLink {
+  private conn: Connection | null = null;
+
+  constructor(private readonly settings: SourceSettings) {}
+
+  async get(): Promise<Connection> {
+    this.conn ??= await connect(this.settings);
+    return this.conn;
+  }
+
+  discard(): void {
+    this.conn?.destroy();
+    this.conn = null;
+  }
+
+  async end(): Promise<void> {
+    await this.conn?.end().catch(() => {});
+    this.conn = null;
+  }
+}
+
+/** mysql2 marks errors that leave the connection unusable (lost, reset, killed) as fatal. */
+export function isConnectionLoss(err: unknown): boolean {
+  const e = err as { fatal?: boolean; code?: string };
+  return e.fatal === true || ['ECONNRESET', 'EPIPE', 'ECONNREFUSED', 'PROTOCOL_CONNECTION_LOST', 'ER_SERVER_SHUTDOWN'].includes(e.code ?? '');
 }
 
 function describeConnectError(err: unknown, s: SourceSettings): Error {

@@ -4,7 +4,7 @@ import { CheckpointStore } from '../checkpoint/store.js';
 import type { Config } from '../config/load.js';
 import { DebeziumEncoder } from '../events/debezium.js';
 import type { SyncObserver } from '../ops/observer.js';
-import { connect, inspectServer, SourceError, type ServerInfo } from '../source/server.js';
+import { connect, controlPool, inspectServer, SourceError, type ServerInfo } from '../source/server.js';
 import { JsonlSink } from '../sink/jsonl.js';
 import { KafkaSink } from '../sink/kafka.js';
 import type { Sink } from '../sink/sink.js';
@@ -35,6 +35,7 @@ export function createSink(config: Config): Sink {
 export async function runSync(config: Config, opts: SyncOptions = {}): Promise<void> {
   const log = opts.log ?? (() => {});
   const conn = await connect(config.source);
+  const pool = controlPool(config.source);
   let store: CheckpointStore | undefined;
   const sink = createSink(config);
   try {
@@ -52,7 +53,7 @@ export async function runSync(config: Config, opts: SyncOptions = {}): Promise<v
     opts.observer?.tablesPlanned?.(
       planned.map((t) => ({ name: t.name, rowsEstimate: t.rowsEstimate, rowsDone: t.snapshotRows, chunksDone: store!.doneChunks(t.name), chunksTotal: t.chunksTotal })),
     );
-    const ctx = new RunContext(config, conn, store, info, tables, committer, opts, log, sameServer);
+    const ctx = new RunContext(config, pool, store, info, tables, committer, opts, log, sameServer);
     await ctx.snapshot();
     if (opts.signal?.aborted) return;
     if (config.snapshot.mode === 'initial_only') {
@@ -64,6 +65,7 @@ export async function runSync(config: Config, opts: SyncOptions = {}): Promise<v
     await sink.close();
     store?.close();
     await conn.end().catch(() => {});
+    await pool.end().catch(() => {});
   }
 }
 

@@ -7,7 +7,7 @@ import { ChunkSplitter, keyColumnsOf } from '../source/chunker.js';
 import { KeyOrder } from '../source/key-order.js';
 import { bytesBetween, minPosition, type Position } from '../source/position.js';
 import { loadTableSchemas } from '../source/schema.js';
-import { binlogSizes, connect, currentPosition, type ServerInfo } from '../source/server.js';
+import { binlogSizes, currentPosition, isConnectionLoss, SourceLink, type ServerInfo } from '../source/server.js';
 import { readChunk, snapshotTable, type ChunkRows, type SnapshotTable } from '../source/snapshot.js';
 import type { Committer } from './committer.js';
 import type { SyncOptions } from './connector.js';
@@ -136,10 +136,26 @@ export class RunContext {
     this.opts.observer?.committed?.(undefined);
   }
 
-  /** Reads a chunk exact as of its high watermark and turns its rows into snapshot reads. */
-  async readChunkEvents(conn: Connection, table: CapturedTable, chunk: ChunkRecord, backfillServerId: number): Promise<{ events: ChangeEvent[]; result: ChunkRows }> {
+  /**
+   * Reads a chunk exact as of its high watermark and turns its rows into snapshot reads. A lost
+   * connection is replaced and the chunk read again from its low watermark, a few times.
+   */
+  async readChunkEvents(link: SourceLink, table: CapturedTable, chunk: ChunkRecord, backfillServerId: number): Promise<{ events: ChangeEvent[]; result: ChunkRows }> {
     const st = await this.tableFor(table);
-    const result = await readChunk({ flavour: this.info.identity.flavour, gtidMode: this.info.gtidMode, source: this.config.source }, conn, st, chunk, backfillServerId);
+    const ctx = { flavour: this.info.identity.flavour, gtidMode: this.info.gtidMode, source: this.config.source };
+    let result: ChunkRows;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        result = await readChunk(ctx, await link.get(), st, chunk, backfillServerId);
+        break;
+      } catch (err) {
+        if (!isConnectionLoss(err) || attempt >= 5 || this.aborted) throw err;
+        link.discard();
+        this.opts.observer?.reconnected?.();
+        this.log('source connection lost while reading a chunk; reading it again', { table: table.name, chunk: chunk.idx, error: (err as Error).message });
+        await new Promise((r) => setTimeout(r, 250 * 2 ** attempt));
+      }
+    }
     const now = Date.now();
     const events: ChangeEvent[] = result.rows.map((row, i) => ({
       op: 'r',
@@ -154,21 +170,21 @@ export class RunContext {
   }
 
   private async chunkWorker(w: number, queue: ChunkQueue): Promise<void> {
-    const conn = await connect(this.config.source);
+    const link = new SourceLink(this.config.source);
     try {
       for (;;) {
         if (this.aborted) return;
         const item = await queue.next();
         if (item.done) return;
         const { table, chunk } = item.value;
-        const { events, result } = await this.readChunkEvents(conn, table, chunk, this.ids.first + 1 + w);
+        const { events, result } = await this.readChunkEvents(link, table, chunk, this.ids.first + 1 + w);
         if (this.aborted) return;
         await this.committer.commit(events, { chunksDone: [{ table: table.name, idx: chunk.idx, lw: result.lw, hw: result.hw, rows: events.length }] });
         this.chunkReported(table.name, events.length);
         this.log('chunk done', { table: table.name, chunk: chunk.idx, rows: events.length, backfilled: result.backfilled });
       }
     } finally {
-      await conn.end().catch(() => {});
+      await link.end();
     }
   }
 

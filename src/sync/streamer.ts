@@ -1,10 +1,9 @@
-import type { Connection } from 'mysql2/promise';
 import type { CheckpointStore } from '../checkpoint/store.js';
 import { serverIdRange, type Config } from '../config/load.js';
 import type { ChangeEvent } from '../events/event.js';
 import { BinlogReader, type BinlogTransaction, type StartAt } from '../source/binlog.js';
 import { comparePositions, formatPosition, type Position } from '../source/position.js';
-import { connect, SourceError, type ServerInfo } from '../source/server.js';
+import { SourceError, SourceLink, type ServerInfo } from '../source/server.js';
 import { keyOf, type SnapshotTable } from '../source/snapshot.js';
 import type { Committer } from './committer.js';
 import type { SyncOptions } from './connector.js';
@@ -32,7 +31,7 @@ export class Streamer {
   /** A chunk of a snapshot taken again, held until the stream reaches its HW; rows by key. */
   private pendingChunk: { table: string; hw: Position; done: ChunkDone; rows: Map<string, ChangeEvent> } | null = null;
   private batchChunksDone: ChunkDone[] = [];
-  private snapshotConn: Connection | null = null;
+  private snapshotLink: SourceLink | null = null;
   private lastChunkMs = 0;
   private lastRequestPollMs = 0;
 
@@ -155,7 +154,7 @@ export class Streamer {
       signal?.removeEventListener('abort', onAbort);
       this.reader?.stop();
       await this.flush();
-      await this.snapshotConn?.end().catch(() => {});
+      await this.snapshotLink?.end();
     }
   }
 
@@ -209,12 +208,12 @@ export class Streamer {
         return;
       }
       const { table, chunk } = item.value;
-      this.snapshotConn ??= await connect(this.config.source);
-      let read = await this.tables.readChunkEvents(this.snapshotConn, table, chunk, serverIdRange(this.config).first + 1);
+      this.snapshotLink ??= new SourceLink(this.config.source);
+      let read = await this.tables.readChunkEvents(this.snapshotLink, table, chunk, serverIdRange(this.config).first + 1);
       // MariaDB's snapshot position can trail a commit the stream already delivered by an instant.
       for (let i = 0; i < 50 && comparePositions(read.result.lw, this.lastReceived) < 0; i++) {
         await sleep(20);
-        read = await this.tables.readChunkEvents(this.snapshotConn, table, chunk, serverIdRange(this.config).first + 1);
+        read = await this.tables.readChunkEvents(this.snapshotLink, table, chunk, serverIdRange(this.config).first + 1);
       }
       const { events, result } = read;
       const done = { table: table.name, idx: chunk.idx, lw: result.lw, hw: result.hw, rows: events.length };

@@ -117,6 +117,32 @@ describe('operating sync (MySQL)', () => {
     await s.conn.end();
   });
 
+  it('survives every one of its source connections being killed, during the snapshot and while streaming', async () => {
+    const s = await setup(7900 - 60);
+    const killAll = async () => {
+      const [rows] = await s.conn.query("SELECT ID FROM information_schema.PROCESSLIST WHERE USER = 'tm_ops'");
+      const ids = (rows as { ID: number }[]).map((r) => r.ID);
+      for (const id of ids) await s.conn.query(`KILL ${id}`).catch(() => {});
+      return ids.length;
+    };
+    const writer = startWriter(url, s.db, [{ table: 'items', key: 'int' }], { tps: 200, seed: 8 });
+    const sync = tidemark(['sync', '-c', s.config], { ...s.env, TIDEMARK_TEST_CHUNK_DELAY_MS: '40' });
+    await sync.waitForLog(() => sync.count('chunk done') >= 3);
+    expect(await killAll()).toBeGreaterThanOrEqual(2);
+    await sync.waitForLog((l) => l.msg === 'streaming');
+    await new Promise((r) => setTimeout(r, 500));
+    expect(await killAll()).toBeGreaterThanOrEqual(2);
+    await sync.waitForLog((l) => l.msg === 'binlog connection lost; reconnecting');
+    await new Promise((r) => setTimeout(r, 1500));
+    await writer.stop();
+    expect((await sync.kill('SIGTERM')).code, sync.stderr).toBe(0);
+    expect(sync.logs.some((l) => l.msg === 'source connection lost while reading a chunk; reading it again')).toBe(true);
+    const finish = await runTidemark(['sync', '-c', s.config, '--until-caught-up'], s.env);
+    expect(finish.code, finish.stderr).toBe(0);
+    await expectConsistent(s);
+    await s.conn.end();
+  });
+
   it('tidemark demo provisions MySQL, captures a busy shop, shows changes and cleans up', async () => {
     const dir = join(tempDir(), 'demo');
     const run = await runTidemark(['demo', '--seconds', '4', '--dir', dir], { TIDEMARK_TEST_MYSQL_URL: url });
