@@ -101,3 +101,35 @@ async function mariadbJsonColumns(conn: Connection, db: string, tables: string[]
     return [];
   }
 }
+
+/** Unique indexes of each table as column lists in index order; functional index parts have no column and are left out. */
+export async function uniqueIndexes(conn: Connection, db: string, tables: string[]): Promise<Map<string, string[][]>> {
+  const [rows] = await conn.query(
+    `SELECT TABLE_NAME, INDEX_NAME, COLUMN_NAME FROM INFORMATION_SCHEMA.STATISTICS
+      WHERE TABLE_SCHEMA = ? AND TABLE_NAME IN (?) AND NON_UNIQUE = 0 ORDER BY TABLE_NAME, INDEX_NAME, SEQ_IN_INDEX`,
+    [db, tables],
+  );
+  const indexes = new Map<string, { table: string; columns: (string | null)[] }>();
+  for (const r of rows as { TABLE_NAME: string; INDEX_NAME: string; COLUMN_NAME: string | null }[]) {
+    const id = `${r.TABLE_NAME}\0${r.INDEX_NAME}`;
+    const index = indexes.get(id) ?? { table: r.TABLE_NAME, columns: [] };
+    index.columns.push(r.COLUMN_NAME);
+    indexes.set(id, index);
+  }
+  const out = new Map<string, string[][]>();
+  for (const { table, columns } of indexes.values()) {
+    if (columns.every((c): c is string => c !== null)) out.set(table, [...(out.get(table) ?? []), columns]);
+  }
+  return out;
+}
+
+/** Why a configured chunk key can't be used, in the words sync would refuse it with; null when it can. */
+export function chunkKeyProblem(schema: TableSchema, key: string[], unique: string[][]): string | null {
+  for (const k of key) {
+    const col = schema.columns.find((c) => c.name === k);
+    if (!col) return `has no column ${k}`;
+    if (col.nullable) return `column ${k} is nullable; a chunk key must be NOT NULL`;
+  }
+  if (!unique.some((cols) => cols.join('\0') === key.join('\0'))) return `(${key.join(', ')}) is not a unique index`;
+  return null;
+}

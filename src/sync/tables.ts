@@ -3,7 +3,7 @@ import type { Connection } from 'mysql2/promise';
 import type { CheckpointStore, CheckpointUpdate, ChunkRecord } from '../checkpoint/store.js';
 import { matchTables, type Config } from '../config/load.js';
 import { minPosition, type Position } from '../source/position.js';
-import { loadTableSchemas, type TableSchema } from '../source/schema.js';
+import { chunkKeyProblem, loadTableSchemas, uniqueIndexes, type TableSchema } from '../source/schema.js';
 import { binlogFiles, currentPosition, listTables, SourceError, type ServerInfo } from '../source/server.js';
 import type { SyncOptions } from './connector.js';
 
@@ -48,18 +48,8 @@ export async function resolveTables(conn: Connection, config: Config): Promise<C
 
 export async function checkChunkKey(conn: Connection, schema: TableSchema, key: string[]): Promise<void> {
   const name = tableName(schema);
-  for (const k of key) {
-    const col = schema.columns.find((c) => c.name === k);
-    if (!col) throw new SourceError(`snapshot.chunkKey.${name}: ${name} has no column ${k}`);
-    if (col.nullable) throw new SourceError(`snapshot.chunkKey.${name}: column ${k} is nullable; a chunk key must be NOT NULL`);
-  }
-  const [rows] = await conn.query(
-    `SELECT INDEX_NAME, GROUP_CONCAT(COLUMN_NAME ORDER BY SEQ_IN_INDEX) AS cols FROM INFORMATION_SCHEMA.STATISTICS
-      WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND NON_UNIQUE = 0 GROUP BY INDEX_NAME`,
-    [schema.db, schema.table],
-  );
-  const unique = (rows as { cols: string }[]).some((r) => r.cols === key.join(','));
-  if (!unique) throw new SourceError(`snapshot.chunkKey.${name}: (${key.join(', ')}) is not a unique index of ${name}; create one or choose columns that have one`);
+  const problem = chunkKeyProblem(schema, key, (await uniqueIndexes(conn, schema.db, [schema.table])).get(schema.table) ?? []);
+  if (problem) throw new SourceError(`snapshot.chunkKey.${name}: ${name} ${problem}; choose NOT NULL columns that form a unique index, or create one`);
 }
 
 /** Decides, from the checkpoint and the snapshot mode, what each table needs and where the stream starts. */

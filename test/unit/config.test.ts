@@ -300,6 +300,109 @@ commit: { maxDelayMs: 1.5, maxRecord: 5 }
   });
 });
 
+describe('kafka sink config', () => {
+  const kafka = (sink: string): string => MINIMAL.replace('  type: stdout\n', sink.replace(/^/gm, '  ') + '\n');
+
+  it('fills in defaults', () => {
+    const config = loadConfig(write(kafka('type: kafka\nbrokers: [k1:9092, k2:9092]')), {});
+    expect(config.sink).toEqual({
+      type: 'kafka',
+      brokers: ['k1:9092', 'k2:9092'],
+      exactlyOnce: true,
+      transactionTimeoutMs: 60_000,
+      tombstones: true,
+      acks: -1,
+      compression: 'none',
+      topic: { partitions: 1, replicationFactor: 1 },
+    });
+  });
+
+  it('loads every key, with brokers and secrets from the environment', () => {
+    const file = write(
+      kafka(`type: kafka
+brokers: \${KAFKA_BROKERS}
+topicPrefix: shop.cdc_v2
+exactlyOnce: "false"
+transactionTimeoutMs: 120000
+tombstones: false
+acks: 1
+compression: gzip
+topic: { partitions: 6, replicationFactor: 3 }
+clientId: shop-cdc-1
+ssl: { rejectUnauthorized: false, ca: "-----BEGIN CERTIFICATE-----" }
+sasl:
+  mechanism: scram-sha-512
+  username: cdc
+  password: \${KAFKA_PASSWORD}`),
+    );
+    const config = loadConfig(file, { KAFKA_BROKERS: 'k1:9092, [::1]:9093', KAFKA_PASSWORD: 's3cret' });
+    expect(config.sink).toEqual({
+      type: 'kafka',
+      brokers: ['k1:9092', '[::1]:9093'],
+      topicPrefix: 'shop.cdc_v2',
+      exactlyOnce: false,
+      transactionTimeoutMs: 120_000,
+      tombstones: false,
+      acks: 1,
+      compression: 'gzip',
+      topic: { partitions: 6, replicationFactor: 3 },
+      clientId: 'shop-cdc-1',
+      ssl: { rejectUnauthorized: false, ca: '-----BEGIN CERTIFICATE-----' },
+      sasl: { mechanism: 'scram-sha-512', username: 'cdc', password: 's3cret' },
+    });
+  });
+
+  it('requires brokers, each as host:port', () => {
+    expect(failure(kafka('type: kafka')).problems).toEqual(['sink.brokers: required']);
+    expect(failure(kafka('type: kafka\nbrokers: []')).problems).toEqual(['sink.brokers: expected at least 1 entry']);
+    expect(failure(kafka('type: kafka\nbrokers: [k1:9092, localhost]')).problems).toEqual(['sink.brokers[1]: expected "host:port", got "localhost"']);
+  });
+
+  it('needs acks -1 for exactly-once', () => {
+    expect(failure(kafka('type: kafka\nbrokers: [k:9092]\nacks: 1')).problems).toEqual([
+      'sink.acks: must be -1 (all in-sync replicas) with exactlyOnce: true, got 1',
+    ]);
+    expect(loadConfig(write(kafka('type: kafka\nbrokers: [k:9092]\nacks: 0\nexactlyOnce: false')), {}).sink).toMatchObject({ acks: 0, exactlyOnce: false });
+    expect(failure(kafka('type: kafka\nbrokers: [k:9092]\nacks: 2')).problems).toEqual(['sink.acks: expected one of -1, 0, 1, got 2']);
+  });
+
+  it('names the key of each bad value', () => {
+    const err = failure(
+      kafka(`type: kafka
+brokers: [k:9092]
+topicPrefix: "shop cdc"
+compression: snappy
+transactionTimeoutMs: 3600000
+topic: { partitions: 0, replicas: 3 }
+ssl: 5
+sasl: { mechanism: gssapi }`),
+    );
+    expect(err.problems).toEqual(
+      expect.arrayContaining([
+        'sink.topicPrefix: expected up to 200 letters, digits, "_", "." or "-", got "shop cdc"',
+        'sink.compression: expected one of none, gzip, got "snappy"',
+        'sink.transactionTimeoutMs: expected an integer from 1000 to 900000, got 3600000',
+        'sink.topic.partitions: expected an integer from 1 to 100000, got 0',
+        'sink.topic.replicas: unknown key (allowed: partitions, replicationFactor)',
+        'sink.ssl: expected true, false or a mapping of TLS options, got 5',
+        'sink.sasl.mechanism: expected one of plain, scram-sha-256, scram-sha-512, aws, got "gssapi"',
+      ]),
+    );
+    expect(err.problems).toHaveLength(7);
+  });
+
+  it('does not echo a SASL password of the wrong type', () => {
+    const err = failure(kafka('type: kafka\nbrokers: [k:9092]\nsasl: { mechanism: plain, username: cdc, password: 918273 }'));
+    expect(err.problems).toEqual(['sink.sasl.password: expected a string, got a number (put it in quotes)']);
+  });
+
+  it('lists the kafka keys for an unknown one', () => {
+    expect(failure(kafka('type: kafka\nbrokers: [k:9092]\npath: out.jsonl')).problems).toEqual([
+      'sink.path: unknown key (allowed: type, brokers, topicPrefix, exactlyOnce, transactionTimeoutMs, tombstones, acks, compression, topic, clientId, ssl, sasl)',
+    ]);
+  });
+});
+
 describe('redactConfig', () => {
   it('hides the password in a copy', () => {
     const config = loadConfig(write(MINIMAL.replace('user: cdc', 'user: cdc\n  password: s3cret')), {});

@@ -1,23 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { chunkWhere, keyColumnsOf, tupleCompare } from '../../src/source/chunker.js';
-import type { ColumnInfo, TableSchema } from '../../src/source/schema.js';
+import type { TableSchema } from '../../src/source/schema.js';
+import { col } from '../support/columns.js';
 
-function col(name: string, dataType: string, extra: Partial<ColumnInfo> = {}): ColumnInfo {
-  return {
-    name,
-    dataType,
-    columnType: dataType,
-    unsigned: false,
-    nullable: false,
-    charset: null,
-    collation: null,
-    numericPrecision: null,
-    numericScale: null,
-    datetimePrecision: null,
-    isJson: false,
-    ...extra,
-  } as ColumnInfo;
-}
 
 const id = col('id', 'bigint');
 const a = col('a', 'int');

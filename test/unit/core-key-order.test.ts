@@ -2,24 +2,8 @@ import type { Connection } from 'mysql2/promise';
 import { describe, expect, it } from 'vitest';
 import type { KeyTuple } from '../../src/checkpoint/store.js';
 import { findChunk, KeyOrder } from '../../src/source/key-order.js';
-import type { ColumnInfo } from '../../src/source/schema.js';
+import { col } from '../support/columns.js';
 
-function col(name: string, dataType: string, extra: Partial<ColumnInfo> = {}): ColumnInfo {
-  return {
-    name,
-    dataType,
-    columnType: dataType,
-    unsigned: false,
-    nullable: false,
-    charset: null,
-    collation: null,
-    numericPrecision: null,
-    numericScale: null,
-    datetimePrecision: null,
-    isJson: false,
-    ...extra,
-  } as ColumnInfo;
-}
 
 /** Plain numeric tuple order: enough to exercise the search on its own. */
 const numeric = {
