@@ -13,10 +13,12 @@ set -euo pipefail
 
 CACHE_DIR="${TIDEMARK_CACHE_DIR:-$HOME/.cache/tidemark}"
 RUN_DIR="$CACHE_DIR/run"
-MYSQL_PORT="${TIDEMARK_MYSQL_PORT:-33097}"
-MARIADB_PORT="${TIDEMARK_MARIADB_PORT:-33106}"
-KAFKA_PORT="${TIDEMARK_KAFKA_PORT:-39092}"
-KAFKA_CONTROLLER_PORT="${TIDEMARK_KAFKA_CONTROLLER_PORT:-39093}"
+# Below Linux's ephemeral range (32768-60999), so an outgoing connection never holds a port a
+# restarting server needs.
+MYSQL_PORT="${TIDEMARK_MYSQL_PORT:-23097}"
+MARIADB_PORT="${TIDEMARK_MARIADB_PORT:-23106}"
+KAFKA_PORT="${TIDEMARK_KAFKA_PORT:-29092}"
+KAFKA_CONTROLLER_PORT="${TIDEMARK_KAFKA_CONTROLLER_PORT:-29093}"
 MYSQL_ROOT="$CACHE_DIR/mysql-sid-root"
 KAFKA_LIBS="$CACHE_DIR/kafka-3.9.1-libs"
 REPO_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -72,6 +74,8 @@ mysql_install() {
 mysql_up() {
   local dir=/var/lib/tidemark-mysql sock="$MYSQL_ROOT/run/tidemark-mysql.sock"
   if sql_tcp "$MYSQL_PORT" "SELECT 1" >/dev/null; then return; fi
+  # A server of ours that does not answer here (other port, hung) still holds the datadir.
+  stop_server mysql
   ensure_client
   mysql_install
   if [ ! -d "$MYSQL_ROOT$dir/mysql" ]; then
@@ -100,19 +104,24 @@ SQL
   [ -S "$sock" ] || true
 }
 
-mysql_down() {
-  if pid_alive "$RUN_DIR/mysql.pid"; then
-    log "stopping MySQL"
-    kill "$(cat "$RUN_DIR/mysql.pid")"
-    wait_for mysql-stop 60 bash -c "! kill -0 $(cat "$RUN_DIR/mysql.pid") 2>/dev/null" || kill -9 "$(cat "$RUN_DIR/mysql.pid")"
+# Stops the server whose pid file is $RUN_DIR/<name>.pid: TERM, then KILL after 60 s.
+stop_server() {
+  local name=$1 pidfile="$RUN_DIR/$1.pid"
+  if pid_alive "$pidfile"; then
+    log "stopping $name"
+    kill "$(cat "$pidfile")"
+    wait_for "$name-stop" 60 bash -c "! kill -0 $(cat "$pidfile") 2>/dev/null" || kill -9 "$(cat "$pidfile")"
   fi
-  rm -f "$RUN_DIR/mysql.pid"
+  rm -f "$pidfile"
 }
+
+mysql_down() { stop_server mysql; }
 
 # ---------------------------------------------------------------- MariaDB 10.11
 mariadb_up() {
   local dir="$RUN_DIR/mariadb" sock="$RUN_DIR/mariadb/mariadb.sock"
   if sql_tcp "$MARIADB_PORT" "SELECT 1" >/dev/null; then return; fi
+  stop_server mariadb
   command -v mariadbd >/dev/null && command -v mariadb-install-db >/dev/null || apt_install mariadb-server mariadb-client
   if [ ! -d "$dir/data/mysql" ]; then
     log "initializing MariaDB datadir"
@@ -134,14 +143,7 @@ mariadb_up() {
   wait_for mariadb 30 sql_tcp "$MARIADB_PORT" "SELECT 1" || die "MariaDB did not answer on port $MARIADB_PORT"
 }
 
-mariadb_down() {
-  if pid_alive "$RUN_DIR/mariadb.pid"; then
-    log "stopping MariaDB"
-    kill "$(cat "$RUN_DIR/mariadb.pid")"
-    wait_for mariadb-stop 60 bash -c "! kill -0 $(cat "$RUN_DIR/mariadb.pid") 2>/dev/null" || kill -9 "$(cat "$RUN_DIR/mariadb.pid")"
-  fi
-  rm -f "$RUN_DIR/mariadb.pid"
-}
+mariadb_down() { stop_server mariadb; }
 
 # ---------------------------------------------------------------- Kafka 3.9.1
 kafka_install() {
@@ -161,6 +163,7 @@ kafka_ready() { port_open "$KAFKA_PORT" && grep -q 'Kafka Server started' "$RUN_
 kafka_up() {
   local dir="$RUN_DIR/kafka"
   if port_open "$KAFKA_PORT"; then return; fi
+  stop_server kafka
   kafka_install
   mkdir -p "$dir"
   cat >"$dir/server.properties" <<EOF
@@ -201,14 +204,7 @@ EOF
   wait_for kafka 120 kafka_ready || die "Kafka did not start within 120 s; see $dir/server.log and $dir/stdout.log"
 }
 
-kafka_down() {
-  if pid_alive "$RUN_DIR/kafka.pid"; then
-    log "stopping Kafka"
-    kill "$(cat "$RUN_DIR/kafka.pid")"
-    wait_for kafka-stop 60 bash -c "! kill -0 $(cat "$RUN_DIR/kafka.pid") 2>/dev/null" || kill -9 "$(cat "$RUN_DIR/kafka.pid")"
-  fi
-  rm -f "$RUN_DIR/kafka.pid"
-}
+kafka_down() { stop_server kafka; }
 
 # ---------------------------------------------------------------- commands
 env_lines() {

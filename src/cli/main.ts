@@ -4,6 +4,7 @@ import { existsSync } from 'node:fs';
 import { CheckpointStore } from '../checkpoint/store.js';
 import { ConfigError, loadConfig, matchTables, type Config } from '../config/load.js';
 import { SourceError } from '../source/server.js';
+import { KafkaSinkError } from '../sink/kafka.js';
 import { runSync } from '../sync/connector.js';
 import { createLogger, logFunction, type Log } from '../ops/logger.js';
 import { Metrics } from '../ops/metrics.js';
@@ -128,7 +129,7 @@ export async function runCommand(fn: () => Promise<void>): Promise<number> {
       process.stderr.write(`tidemark: ${err.message}\n`);
       return err.exitCode;
     }
-    if (err instanceof SourceError) {
+    if (err instanceof SourceError || err instanceof KafkaSinkError) {
       process.stderr.write(`tidemark: ${err.message}\n`);
       return 1;
     }

@@ -141,12 +141,6 @@ export function loadConfig(path: string, env: NodeJS.ProcessEnv = process.env): 
 
 const samePath = (a: KeyPath, b: KeyPath): boolean => a.length === b.length && a.every((k, i) => k === b[i]);
 
-/** A copy that is safe to log. */
-export function redactConfig(config: Config): Config {
-  const copy = structuredClone(config);
-  copy.source.password = '***';
-  return copy;
-}
 
 /**
  * The replica server ids this connector uses: `first` up to `first + size - 1`, one per binlog connection
