@@ -150,7 +150,8 @@ describe('operating sync (MySQL)', () => {
     expect(run.stdout).toMatch(/snapshot done/);
     expect(run.stdout).toMatch(/^ {2}[cud] orders /m);
     const lines = readJsonl(join(dir, 'out.jsonl'));
-    expect(lines.filter((l) => l.value?.op === 'r').length).toBeGreaterThanOrEqual(22_000);
+    // 22,000 rows, less the few the writer deleted before their chunk was read.
+    expect(lines.filter((l) => l.value?.op === 'r').length).toBeGreaterThan(21_900);
     expect(lines.some((l) => l.value?.op === 'u')).toBe(true);
     const { conn } = await freshDatabase(url, 'ops');
     const [dbs] = await conn.query("SHOW DATABASES LIKE 'tidemark_demo'");
