@@ -264,6 +264,8 @@ const kafkaSinkSchema = strict({
 const sinkSchema = z.discriminatedUnion('type', [
   strict({ type: z.literal('jsonl'), path: nonEmpty, tombstones }),
   strict({ type: z.literal('stdout'), tombstones }),
+  // Discards everything: for measuring tidemark without a sink's cost (bench/).
+  strict({ type: z.literal('null'), tombstones }),
   kafkaSinkSchema,
 ]);
 

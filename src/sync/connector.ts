@@ -8,6 +8,7 @@ import { connect, controlPool, inspectServer, SourceError, type ServerInfo } fro
 import { JsonlSink } from '../sink/jsonl.js';
 import { KafkaSink } from '../sink/kafka.js';
 import type { Sink } from '../sink/sink.js';
+import { NullSink } from '../sink/null.js';
 import { StdoutSink } from '../sink/stdout.js';
 import { Committer } from './committer.js';
 import { RunContext } from './run-context.js';
@@ -26,6 +27,8 @@ export function createSink(config: Config): Sink {
       return new JsonlSink(config.sink.path);
     case 'stdout':
       return new StdoutSink();
+    case 'null':
+      return new NullSink();
     case 'kafka':
       return new KafkaSink(config.name, config.sink);
   }

@@ -217,7 +217,7 @@ snapshot:
 
   it('rejects an unknown sink type', () => {
     const err = failure(MINIMAL.replace('type: stdout', 'type: postgres'));
-    expect(err.problems).toEqual(['sink.type: expected one of jsonl, stdout, kafka, got "postgres"']);
+    expect(err.problems).toEqual(['sink.type: expected one of jsonl, stdout, null, kafka, got "postgres"']);
   });
 
   it('reports a missing required key', () => {
