@@ -9,43 +9,52 @@ export interface EnvelopeOptions {
   tombstones: boolean;
 }
 
+/** Text shared by every record of one table (and snapshot flag), built once. */
+interface TablePieces {
+  topic: string;
+  /** `,"snapshot":…,"db":…,"table":…,"server_id":` of the envelope's source block. */
+  middle: string;
+}
+
+const json = JSON.stringify;
+
 /**
  * Debezium's JSON envelope (ARCHITECTURE §5), so Flink's `debezium-json` format, Kafka Connect
- * sinks and existing Debezium consumers read tidemark's output unchanged.
+ * sinks and existing Debezium consumers read tidemark's output unchanged. The text is assembled
+ * from per-table pieces around the row images: the same JSON as stringifying the envelope object
+ * (same fields, same order), at about half the cost.
  */
 export class DebeziumEncoder {
-  constructor(private readonly opts: EnvelopeOptions) {}
+  private readonly pieces = new Map<string, TablePieces>();
+  private readonly sourceHead: string;
+
+  constructor(private readonly opts: EnvelopeOptions) {
+    this.sourceHead = `,"source":{"version":${json(VERSION)},"connector":"mysql","name":${json(opts.name)},"ts_ms":`;
+  }
 
   topic(db: string, table: string): string {
     return `${this.opts.name}.${db}.${table}`;
   }
 
+  private piecesFor(e: ChangeEvent): TablePieces {
+    const id = `${e.source.snapshot ? 1 : 0}${e.source.serverId}\u0000${e.db}\u0000${e.table}`;
+    let p = this.pieces.get(id);
+    if (!p) {
+      p = { topic: this.topic(e.db, e.table), middle: `,"snapshot":${e.source.snapshot},"db":${json(e.db)},"table":${json(e.table)},"server_id":${e.source.serverId}` };
+      this.pieces.set(id, p);
+    }
+    return p;
+  }
+
   encode(e: ChangeEvent, out: OutputRecord[]): void {
-    const topic = this.topic(e.db, e.table);
-    out.push({
-      topic,
-      key: e.key,
-      value: {
-        before: e.before,
-        after: e.after,
-        source: {
-          version: VERSION,
-          connector: 'mysql',
-          name: this.opts.name,
-          ts_ms: e.source.tsMs,
-          snapshot: e.source.snapshot,
-          db: e.db,
-          table: e.table,
-          server_id: e.source.serverId,
-          gtid: e.source.gtid,
-          file: e.source.file,
-          pos: e.source.pos,
-          row: e.source.row,
-        },
-        op: e.op,
-        ts_ms: Date.now(),
-      },
-    });
-    if (e.op === 'd' && this.opts.tombstones) out.push({ topic, key: e.key, value: null });
+    const p = this.piecesFor(e);
+    const s = e.source;
+    const key = json(e.key);
+    const value =
+      `{"before":${e.before === null ? 'null' : json(e.before)},"after":${e.after === null ? 'null' : json(e.after)}` +
+      `${this.sourceHead}${s.tsMs}${p.middle},"gtid":${s.gtid === null ? 'null' : json(s.gtid)},"file":${json(s.file)},"pos":${s.pos},"row":${s.row}}` +
+      `,"op":"${e.op}","ts_ms":${Date.now()}}`;
+    out.push({ topic: p.topic, key, value });
+    if (e.op === 'd' && this.opts.tombstones) out.push({ topic: p.topic, key, value: null });
   }
 }

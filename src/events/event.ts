@@ -23,9 +23,13 @@ export interface EventSource {
   txId: string | null;
 }
 
-/** What a sink receives: a topic, a key and a value (null for a tombstone). */
+/**
+ * What a sink receives, already serialised (every sink writes JSON, and building the text once,
+ * from cached pieces, is the snapshot's hottest path): the key as JSON, the value as JSON or null
+ * for a tombstone.
+ */
 export interface OutputRecord {
   topic: string;
-  key: Record<string, unknown>;
-  value: unknown;
+  key: string;
+  value: string | null;
 }

@@ -7,10 +7,14 @@ interface JsonlBatch extends PreparedBatch {
   bytes: Buffer;
 }
 
+/** One line per record: `{"topic":…,"key":…,"value":…}`, the record's JSON pieces as they are. */
 export function encodeLines(records: OutputRecord[]): Buffer {
-  let text = '';
-  for (const r of records) text += JSON.stringify(r) + '\n';
-  return Buffer.from(text);
+  const lines = new Array<string>(records.length);
+  for (let i = 0; i < records.length; i++) {
+    const r = records[i]!;
+    lines[i] = `{"topic":${JSON.stringify(r.topic)},"key":${r.key},"value":${r.value ?? 'null'}}\n`;
+  }
+  return Buffer.from(lines.join(''));
 }
 
 /**

@@ -217,9 +217,7 @@ export class KafkaSink implements Sink {
     for (const r of records) {
       const topic = this.topicOf(r.topic);
       topics.add(topic);
-      const key = JSON.stringify(r.key);
-      const value = r.value === null ? null : JSON.stringify(r.value);
-      push(topic, { key, value }, key.length + (value?.length ?? 0));
+      push(topic, { key: r.key, value: r.value }, r.key.length + (r.value?.length ?? 0));
     }
     if (commit !== current) {
       topics.add(this.offsetsTopic);

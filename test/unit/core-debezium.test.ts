@@ -34,10 +34,17 @@ function event(op: ChangeEvent['op'], over: Partial<ChangeEvent> = {}): ChangeEv
   };
 }
 
-function encode(enc: DebeziumEncoder, e: ChangeEvent): OutputRecord[] {
+interface Parsed {
+  topic: string;
+  key: unknown;
+  value: unknown;
+}
+
+/** The records with their JSON parsed, so assertions read as objects. */
+function encode(enc: DebeziumEncoder, e: ChangeEvent): Parsed[] {
   const out: OutputRecord[] = [];
   enc.encode(e, out);
-  return out;
+  return out.map((r) => ({ topic: r.topic, key: JSON.parse(r.key), value: r.value === null ? null : JSON.parse(r.value) }));
 }
 
 describe('DebeziumEncoder', () => {
@@ -80,6 +87,7 @@ describe('DebeziumEncoder', () => {
   it('marks snapshot reads and keeps a null GTID', () => {
     const [r] = encode(enc, event('r', { source: { ...event('r').source, snapshot: true, gtid: null, serverId: 0, row: 0 } }));
     const value = r!.value as { op: string; before: unknown; after: unknown; source: Record<string, unknown> };
+    expect(r!.topic).toBe('tm.shop.orders');
     expect(value.op).toBe('r');
     expect(value.before).toBeNull();
     expect(value.after).toEqual({ id: 7, version: 2 });
@@ -87,11 +95,29 @@ describe('DebeziumEncoder', () => {
   });
 
   it('appends to the output array it is given', () => {
-    const out: OutputRecord[] = [{ topic: 'x', key: {}, value: 1 }];
+    const out: OutputRecord[] = [{ topic: 'x', key: '{}', value: '1' }];
     enc.encode(event('c'), out);
     expect(out).toHaveLength(2);
-    expect(out[0]).toEqual({ topic: 'x', key: {}, value: 1 });
-    expect((out[1]!.value as { op: string }).op).toBe('c');
+    expect(out[0]).toEqual({ topic: 'x', key: '{}', value: '1' });
+    expect((JSON.parse(out[1]!.value!) as { op: string }).op).toBe('c');
+  });
+
+  it('writes exactly the JSON of the envelope object, field for field and in order', () => {
+    const out: OutputRecord[] = [];
+    const e = event('u', { before: { id: 7, s: 'a "quoted" \\ line\n', n: null }, after: { id: 7, j: { x: [1, '😀'] } } });
+    enc.encode(e, out);
+    const envelope = {
+      before: e.before,
+      after: e.after,
+      source: {
+        version: '0.1.0', connector: 'mysql', name: 'tm', ts_ms: e.source.tsMs, snapshot: false, db: 'shop', table: 'orders',
+        server_id: 101, gtid: e.source.gtid, file: 'binlog.000010', pos: 4567, row: 2,
+      },
+      op: 'u',
+      ts_ms: NOW,
+    };
+    expect(out[0]!.value).toBe(JSON.stringify(envelope));
+    expect(out[0]!.key).toBe(JSON.stringify({ id: 7 }));
   });
 
   it('follows a delete with a tombstone when enabled', () => {

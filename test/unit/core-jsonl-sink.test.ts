@@ -15,8 +15,13 @@ function sink(p = path): JsonlSink {
   return s;
 }
 
-const rec = (id: number, extra: Record<string, unknown> = {}): OutputRecord => ({ topic: 'tm.db.t', key: { id }, value: { after: { id, ...extra }, op: 'c' } });
-const line = (r: OutputRecord) => JSON.stringify(r) + '\n';
+const rec = (id: number, extra: Record<string, unknown> = {}): OutputRecord => ({
+  topic: 'tm.db.t',
+  key: JSON.stringify({ id }),
+  value: JSON.stringify({ after: { id, ...extra }, op: 'c' }),
+});
+/** A jsonl line is the JSON of { topic, key, value } with the record's key and value as objects. */
+const line = (r: OutputRecord) => JSON.stringify({ topic: r.topic, key: JSON.parse(r.key), value: r.value === null ? null : JSON.parse(r.value) }) + '\n';
 
 beforeEach(() => {
   dir = mkdtempSync(join(tmpdir(), 'tidemark-jsonl-'));
@@ -30,7 +35,7 @@ afterEach(async () => {
 
 describe('encodeLines', () => {
   it('writes one JSON object per line, tombstones included', () => {
-    const tomb: OutputRecord = { topic: 't', key: { id: 1 }, value: null };
+    const tomb: OutputRecord = { topic: 't', key: '{"id":1}', value: null };
     expect(encodeLines([rec(1), tomb]).toString()).toBe(`${line(rec(1))}{"topic":"t","key":{"id":1},"value":null}\n`);
     expect(encodeLines([]).length).toBe(0);
   });
