@@ -133,8 +133,16 @@ export async function currentPosition(conn: Connection, flavour: 'mysql' | 'mari
   const r = (rows as { File: string; Position: number | string; Executed_Gtid_Set?: string }[])[0];
   if (!r) throw new SourceError('SHOW BINARY LOG STATUS returned nothing: the binary log is off, or the user lacks REPLICATION CLIENT. Grant it with GRANT REPLICATION CLIENT ON *.* TO <user>.');
   const p: Position = { file: r.File, pos: Number(r.Position) };
+  // MySQL reads the executed set before the position, so the set never claims a transaction past it.
   if (flavour === 'mysql' && r.Executed_Gtid_Set) p.gtid = r.Executed_Gtid_Set.replace(/\s+/g, '');
-  return p;
+  return flavour === 'mariadb' ? withMariadbGtid(conn, p) : p;
+}
+
+/** MariaDB knows the exact GTID position of any binlog position it still has (`BINLOG_GTID_POS`). */
+export async function withMariadbGtid(conn: Connection, p: Position): Promise<Position> {
+  const [rows] = await conn.query({ sql: 'SELECT BINLOG_GTID_POS(?, ?)', rowsAsArray: true }, [p.file, p.pos]);
+  const gtid = (rows as (string | null)[][])[0]![0];
+  return gtid === null || gtid === undefined ? p : { ...p, gtid };
 }
 
 /** Binlog files the server still has, oldest first, with their sizes. */

@@ -7,7 +7,7 @@ import { ChunkSplitter, keyColumnsOf } from '../source/chunker.js';
 import { KeyOrder } from '../source/key-order.js';
 import { bytesBetween, minPosition, type Position } from '../source/position.js';
 import { loadTableSchemas } from '../source/schema.js';
-import { binlogSizes, currentPosition, isConnectionLoss, SourceLink, type ServerInfo } from '../source/server.js';
+import { binlogSizes, currentPosition, isConnectionLoss, SourceLink, withMariadbGtid, type ServerInfo } from '../source/server.js';
 import { readChunk, snapshotTable, type ChunkRows, type SnapshotTable } from '../source/snapshot.js';
 import type { Committer } from './committer.js';
 import type { SyncOptions } from './connector.js';
@@ -86,7 +86,8 @@ export class RunContext {
     if (this.store.streamPosition() === undefined) {
       const hws = this.store.tables().flatMap((t) => this.store.chunks(t.name).map((c) => c.hw!));
       const start = minPosition(hws) ?? (await currentPosition(this.conn, this.info.identity.flavour));
-      this.store.setStreamStart({ file: start.file, pos: start.pos });
+      // With its GTID position the stream starts right there; without it, at the file's start to learn it.
+      this.store.setStreamStart(this.info.identity.flavour === 'mariadb' ? await withMariadbGtid(this.conn, start) : start);
     }
     this.caughtUpTarget = await currentPosition(this.conn, this.info.identity.flavour);
     this.opts.observer?.snapshotFinished?.();
