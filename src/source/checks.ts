@@ -1,7 +1,7 @@
 import type { Connection } from 'mysql2/promise';
 import { matchTables, serverIdRange, type Config } from '../config/load.js';
 import { chunkKeyProblem, loadTableSchemas, uniqueIndexes, type TableSchema } from './schema.js';
-import { binlogFiles, connect, currentPosition, listTables, quoteId } from './server.js';
+import { binlogFiles, connect, currentPosition, listTables, processList, quoteId } from './server.js';
 
 export type CheckStatus = 'PASS' | 'WARN' | 'FAIL';
 
@@ -598,8 +598,7 @@ async function checkServerIds(s: Source): Promise<CheckResult[]> {
     ];
   }
 
-  const [readerRows] = await s.conn.query(`SELECT USER, HOST FROM INFORMATION_SCHEMA.PROCESSLIST WHERE COMMAND LIKE 'Binlog Dump%'`);
-  const readers = (readerRows as { USER: string; HOST: string }[]).map((r) => `${r.USER}@${r.HOST.replace(/:\d+$/, '')}`);
+  const readers = (await processList(s.conn)).filter((p) => p.command.startsWith('Binlog Dump')).map((p) => `${p.user}@${p.host.replace(/:\d+$/, '')}`);
   const unseen = [
     ...(registered instanceof Error ? [`registered replicas (${registered.message})`] : []),
     // Without PROCESS, the process list shows only this account's own connections.

@@ -163,6 +163,15 @@ export async function listTables(conn: Connection): Promise<{ db: string; table:
   return (rows as { db: string; t: string }[]).map((r) => ({ db: r.db, table: r.t }));
 }
 
+/**
+ * The server's connections. SHOW PROCESSLIST, not INFORMATION_SCHEMA.PROCESSLIST: the latter stores
+ * statement text as utf8mb3 and fails outright while any connection runs a statement with emoji.
+ */
+export async function processList(conn: Connection): Promise<{ id: number; user: string; host: string; command: string }[]> {
+  const [rows] = await conn.query('SHOW PROCESSLIST');
+  return (rows as { Id: number | string; User: string; Host: string; Command: string }[]).map((r) => ({ id: Number(r.Id), user: r.User, host: r.Host, command: r.Command }));
+}
+
 export function quoteId(name: string): string {
   return `\`${name.replace(/`/g, '``')}\``;
 }

@@ -2,6 +2,7 @@ import type mysql from 'mysql2/promise';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, inject, it } from 'vitest';
+import { processList } from '../../src/source/server.js';
 import { checkConsistency, formatReport, readJsonl, selectAllCanonical, type ConsistencyOptions, type OutputLine } from '../support/consistency.js';
 import { FLAVOURS, freshDatabase, type Flavour } from '../support/db.js';
 import { runTidemark, sourceFromUrl, tempDir, tidemark, writeConfig, type TidemarkProcess } from '../support/tidemark.js';
@@ -143,8 +144,7 @@ const insertItems = (s: Setup, ids: number[]) =>
   s.conn.query(`INSERT INTO \`${s.db}\`.\`${TABLE}\` (id, version, payload, amount) VALUES ?`, [ids.map((id) => [id, 1, 'new', '1.00'])]);
 
 async function dumpThreads(conn: mysql.Connection, user: string): Promise<number[]> {
-  const [rows] = await conn.query(`SELECT ID FROM information_schema.PROCESSLIST WHERE COMMAND LIKE 'Binlog Dump%' AND USER = ?`, [user]);
-  return (rows as { ID: number | string }[]).map((r) => Number(r.ID));
+  return (await processList(conn)).filter((p) => p.command.startsWith('Binlog Dump') && p.user === user).map((p) => p.id);
 }
 
 describe.each(FLAVOURS)('snapshot modes and failures on %s', (flavour) => {

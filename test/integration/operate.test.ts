@@ -1,4 +1,5 @@
 import { createServer } from 'node:net';
+import { processList } from '../../src/source/server.js';
 import { join } from 'node:path';
 import { describe, expect, inject, it } from 'vitest';
 import { checkConsistency, formatReport, readJsonl, selectAllCanonical } from '../support/consistency.js';
@@ -120,8 +121,7 @@ describe('operating sync (MySQL)', () => {
   it('survives every one of its source connections being killed, during the snapshot and while streaming', async () => {
     const s = await setup(7900 - 60);
     const killAll = async () => {
-      const [rows] = await s.conn.query("SELECT ID FROM information_schema.PROCESSLIST WHERE USER = 'tm_ops'");
-      const ids = (rows as { ID: number }[]).map((r) => r.ID);
+      const ids = (await processList(s.conn)).filter((p) => p.user === 'tm_ops').map((p) => p.id);
       for (const id of ids) await s.conn.query(`KILL ${id}`).catch(() => {});
       return ids.length;
     };
