@@ -20,6 +20,7 @@ export class Streamer {
   private lastFlushMs = 0;
   private committedSinceStart = false;
   private lastLagProbeMs = 0;
+  private queuedChanges = 0;
   private lastReceived: Position;
   private queue: (BinlogTransaction | Position)[] = [];
   private wake: (() => void) | null = null;
@@ -48,6 +49,18 @@ export class Streamer {
   ) {
     this.byName = new Map(captured.map((t) => [t.name, t]));
     this.lastReceived = { file: '', pos: 0 };
+  }
+
+  /**
+   * Back-pressure on what is received but not yet committed, counted in row changes: one source
+   * transaction can hold any number of them, so counting transactions would not bound memory.
+   */
+  private get backlogFull(): boolean {
+    return this.queuedChanges > 50_000 || this.queue.length > 5000;
+  }
+
+  private get backlogLow(): boolean {
+    return this.queuedChanges < 10_000 && this.queue.length < 1000;
   }
 
   private notify(): void {
@@ -85,8 +98,9 @@ export class Streamer {
 
   private push(item: BinlogTransaction | Position): void {
     this.queue.push(item);
+    if ('changes' in item) this.queuedChanges += item.changes.length;
     // Back-pressure: stop reading the socket while a commit is slower than the binlog.
-    if (this.queue.length > 5000) this.reader?.pause();
+    if (this.backlogFull) this.reader?.pause();
     this.notify();
   }
 
@@ -131,6 +145,7 @@ export class Streamer {
           continue;
         }
         const item = this.queue.shift();
+        if (item && 'changes' in item) this.queuedChanges -= item.changes.length;
         if (item === undefined) {
           await this.flushIfDue(true);
           await new Promise<void>((resolve) => {
@@ -139,7 +154,7 @@ export class Streamer {
           });
           continue;
         }
-        if (this.queue.length < 1000) this.reader?.resume();
+        if (this.backlogLow) this.reader?.resume();
         const end = 'end' in item ? item.end : item;
         // Starting at a file's beginning (to learn its GTIDs) or reconnecting replays what was already had.
         if (comparePositions(end, this.lastReceived) <= 0) continue;
@@ -229,7 +244,7 @@ export class Streamer {
       this.log('chunk done', { table: table.name, chunk: chunk.idx, rows: events.length, backfilled: result.backfilled, whileStreaming: true });
     } finally {
       this.lastChunkMs = Date.now();
-      if (this.queue.length < 1000) this.reader?.resume();
+      if (this.backlogLow) this.reader?.resume();
     }
   }
 
