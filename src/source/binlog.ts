@@ -188,16 +188,21 @@ export class BinlogReader {
     const meta = evt.tableMap[evt.tableId];
     if (!meta) return;
     const tx = this.open(evt);
-    const base = { db: meta.parentSchema, table: meta.tableName, pos: evt.nextPosition };
+    const db = meta.parentSchema;
+    const table = meta.tableName;
+    const pos = evt.nextPosition;
     const name = evt.getEventName();
-    evt.rows.forEach((r, row) => {
-      if (name === 'writerows') tx.changes.push({ ...base, kind: 'insert', before: null, after: r as Record<string, unknown>, row });
-      else if (name === 'deleterows') tx.changes.push({ ...base, kind: 'delete', before: r as Record<string, unknown>, after: null, row });
+    const rows = evt.rows;
+    // Plain literals of one shape, not spreads: this runs once per changed row.
+    for (let row = 0; row < rows.length; row++) {
+      const r = rows[row]!;
+      if (name === 'writerows') tx.changes.push({ kind: 'insert', db, table, before: null, after: r as Record<string, unknown>, row, pos });
+      else if (name === 'deleterows') tx.changes.push({ kind: 'delete', db, table, before: r as Record<string, unknown>, after: null, row, pos });
       else {
         const u = r as { before: Record<string, unknown>; after: Record<string, unknown> };
-        tx.changes.push({ ...base, kind: 'update', before: u.before, after: u.after, row });
+        tx.changes.push({ kind: 'update', db, table, before: u.before, after: u.after, row, pos });
       }
-    });
+    }
   }
 }
 

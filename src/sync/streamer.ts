@@ -11,6 +11,12 @@ import type { RunContext } from './run-context.js';
 import type { StreamFilter } from './stream-filter.js';
 import { keyObject, type CapturedTable, type ChunkDone, type ChunkQueue } from './tables.js';
 
+interface Resolved {
+  name: string;
+  table: CapturedTable;
+  st: SnapshotTable;
+}
+
 /** Follows the binlog, turns transactions into events, and commits them in batches. */
 export class Streamer {
   private batch: ChangeEvent[] = [];
@@ -27,6 +33,7 @@ export class Streamer {
   private failure: Error | null = null;
   private reader: BinlogReader | null = null;
   private readonly byName: Map<string, CapturedTable>;
+  private readonly resolved = new Map<string, Resolved>();
   /** Tables being snapshotted while streaming, each with its lazily split chunks. */
   private readonly incremental: { table: CapturedTable; chunks: ChunkQueue; again: boolean }[] = [];
   /** A chunk of a snapshot taken again, held until the stream reaches its HW; rows by key. */
@@ -56,11 +63,12 @@ export class Streamer {
    * transaction can hold any number of them, so counting transactions would not bound memory.
    */
   private get backlogFull(): boolean {
-    return this.queuedChanges > 50_000 || this.queue.length > 5000;
+    return this.queuedChanges > 100_000 || this.queue.length > 10_000;
   }
 
   private get backlogLow(): boolean {
-    return this.queuedChanges < 10_000 && this.queue.length < 1000;
+    // Resumed well before the backlog runs dry, so the socket refills while the rest is processed.
+    return this.queuedChanges < 50_000 && this.queue.length < 5000;
   }
 
   private notify(): void {
@@ -261,20 +269,35 @@ export class Streamer {
     this.log('chunk done', { table: p.table, chunk: p.done.idx, rows: events.length, whileStreaming: true, again: true });
   }
 
+  /** The captured table and its encoders for a change; resolved once per table, not per row. */
+  private async resolve(db: string, table: string): Promise<Resolved | undefined> {
+    const name = `${db}.${table}`;
+    const cached = this.resolved.get(name);
+    if (cached) return cached;
+    const captured = this.byName.get(name);
+    if (!captured) return undefined;
+    const r = { name, table: captured, st: await this.tables.tableFor(captured) };
+    this.resolved.set(name, r);
+    return r;
+  }
+
   private async addTransaction(tx: BinlogTransaction): Promise<void> {
     const events: ChangeEvent[] = [];
-    const base = { file: tx.end.file, pos: tx.end.pos, gtid: tx.gtid, serverId: this.info.serverId, tsMs: tx.tsMs, snapshot: false, txId: tx.gtid };
+    const { file, pos } = tx.end;
+    const { gtid, tsMs } = tx;
+    const serverId = this.info.serverId;
+    const source = (row: number): ChangeEvent['source'] => ({ file, pos, row, gtid, serverId, tsMs, snapshot: false, txId: gtid });
     let row = 0;
     for (const t of tx.truncates) {
-      events.push({ op: 't', db: t.db, table: t.table, key: {}, before: null, after: null, source: { ...base, row: row++ } });
+      events.push({ op: 't', db: t.db, table: t.table, key: {}, before: null, after: null, source: source(row++) });
     }
-    const encoded: { name: string; table: CapturedTable; st: SnapshotTable; before: Record<string, unknown> | null; after: Record<string, unknown> | null }[] = [];
+    const encoded: (Resolved & { before: Record<string, unknown> | null; after: Record<string, unknown> | null })[] = [];
+    let last: Resolved | undefined;
     for (const c of tx.changes) {
-      const name = `${c.db}.${c.table}`;
-      const table = this.byName.get(name);
-      if (!table) continue;
-      const st = await this.tables.tableFor(table);
-      encoded.push({ name, table, st, before: c.before && st.encodeBinlogRow(c.before), after: c.after && st.encodeBinlogRow(c.after) });
+      const r = last && last.table.schema.db === c.db && last.table.schema.table === c.table ? last : await this.resolve(c.db, c.table);
+      if (!r) continue;
+      last = r;
+      encoded.push({ name: r.name, table: r.table, st: r.st, before: c.before && r.st.encodeBinlogRow(c.before), after: c.after && r.st.encodeBinlogRow(c.after) });
     }
     const pending = this.pendingChunk;
     if (pending && comparePositions(tx.end, pending.hw) <= 0) {
@@ -296,27 +319,28 @@ export class Streamer {
       }
       for (const [name, keys] of keysByTable) await this.filter.needsLookup(name, tx.end)?.prepare(keys);
     }
+    const filtering = this.filter.active;
     for (const e of encoded) {
       const { db, table } = e.table.schema;
       const keyCols = e.table.chunkKey;
-      const pass = (r: Record<string, unknown>) => this.filter.passes(e.name, keyOf(r, e.st.keyColumns), tx.end);
-      const ev = (op: ChangeEvent['op'], before: Record<string, unknown> | null, after: Record<string, unknown> | null): ChangeEvent => ({
-        op, db, table, key: keyObject((after ?? before)!, keyCols), before, after, source: { ...base, row: row++ },
+      const pass = (r: Record<string, unknown>) => !filtering || this.filter.passes(e.name, keyOf(r, e.st.keyColumns), tx.end);
+      const ev = (op: ChangeEvent['op'], key: Record<string, unknown>, before: Record<string, unknown> | null, after: Record<string, unknown> | null): ChangeEvent => ({
+        op, db, table, key, before, after, source: source(row++),
       });
       if (e.before && e.after) {
-        const oldKey = keyObject(e.before, keyCols);
         const newKey = keyObject(e.after, keyCols);
-        if (JSON.stringify(oldKey) === JSON.stringify(newKey)) {
-          if (pass(e.after)) events.push(ev('u', e.before, e.after));
+        // Canonical key values are numbers and strings, so the key changed exactly when one differs.
+        if (keyCols.every((k) => e.before![k] === e.after![k])) {
+          if (pass(e.after)) events.push(ev('u', newKey, e.before, e.after));
         } else {
           // A key change is a delete of the old key and a create of the new one, each judged on its own chunk.
-          if (pass(e.before)) events.push(ev('d', e.before, null));
-          if (pass(e.after)) events.push(ev('c', null, e.after));
+          if (pass(e.before)) events.push(ev('d', keyObject(e.before, keyCols), e.before, null));
+          if (pass(e.after)) events.push(ev('c', newKey, null, e.after));
         }
       } else if (e.after) {
-        if (pass(e.after)) events.push(ev('c', null, e.after));
+        if (pass(e.after)) events.push(ev('c', keyObject(e.after, keyCols), null, e.after));
       } else if (e.before) {
-        if (pass(e.before)) events.push(ev('d', e.before, null));
+        if (pass(e.before)) events.push(ev('d', keyObject(e.before, keyCols), e.before, null));
       }
     }
     if (tx.ddl.length > 0) await this.refreshSchemas(tx);
@@ -334,6 +358,7 @@ export class Streamer {
         if (!new RegExp(`\\b${t.schema.table.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\b`).test(d.sql)) continue;
         this.log('schema change', { table: t.name, sql: d.sql.slice(0, 200) });
         await this.tables.reloadSchema(t);
+        this.resolved.delete(t.name);
       }
     }
   }
