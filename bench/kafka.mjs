@@ -4,6 +4,8 @@
 //
 //   node bench/kafka.mjs [--records 200000] [--batch 100,1000,10000] [--partitions 1]
 //
+// A focused sweep of the Kafka sink alone by commit size; bench/run.mjs measures the whole connector.
+//
 // Uses TIDEMARK_TEST_KAFKA_BROKERS when set, else starts the local test servers. Needs a built dist/
 // (npm run build). The records are Debezium envelopes of a sysbench-like row (about 400 bytes of JSON).
 import { Kafka, logLevel, Partitioners } from 'kafkajs';
@@ -23,20 +25,21 @@ const servers = await provisionServers(['kafka'], (l) => console.error(l));
 const brokers = servers.kafkaBrokers.split(',');
 const NAME = `bench-${randomBytes(3).toString('hex')}`;
 
+/** Records as the sink receives them (OutputRecord): key and value already JSON text. */
 function records() {
   const out = [];
   for (let id = 1; id <= RECORDS; id++) {
     const after = { id, k: (id * 7919) % RECORDS, c: String(id).padStart(11, '0').repeat(10).slice(0, 119), pad: String(id * 31).padStart(11, '0').repeat(5).slice(0, 59) };
     out.push({
       topic: `${NAME}.bench.sbtest1`,
-      key: { id },
-      value: {
+      key: JSON.stringify({ id }),
+      value: JSON.stringify({
         before: null,
         after,
         source: { version: '0.1.0', connector: 'mysql', name: NAME, ts_ms: Date.now(), snapshot: true, db: 'bench', table: 'sbtest1', server_id: 0, gtid: null, file: 'binlog.000001', pos: 4711, row: id },
         op: 'r',
         ts_ms: Date.now(),
-      },
+      }),
     });
   }
   return out;
@@ -95,7 +98,7 @@ async function viaKafkajs(all, batch) {
 }
 
 const all = records();
-const bytes = all.reduce((n, r) => n + JSON.stringify(r.key).length + JSON.stringify(r.value).length, 0);
+const bytes = all.reduce((n, r) => n + r.key.length + r.value.length, 0);
 console.log(`${RECORDS} records, ${(bytes / RECORDS).toFixed(0)} bytes of key+value each, ${PARTITIONS} partition(s), broker ${brokers.join(',')}`);
 console.log('| records per commit | exactly-once (transactions) | at-least-once (idempotent) | kafkajs, no transactions |');
 console.log('| ---: | ---: | ---: | ---: |');
@@ -106,4 +109,10 @@ for (const batch of BATCHES) {
   const rate = (r) => `${Math.round(RECORDS / r.seconds).toLocaleString('en-US')} rec/s`;
   console.log(`| ${batch} | ${rate(eo)} | ${rate(alo)} | ${rate(raw)} |`);
 }
+// The topics hold every record sent; a shared test broker should not keep them.
+const admin = new Kafka({ brokers, clientId: 'bench', logLevel: logLevel.NOTHING }).admin();
+await admin.connect();
+const mine = (await admin.listTopics()).filter((t) => t.startsWith(`${NAME}-`));
+if (mine.length > 0) await admin.deleteTopics({ topics: mine });
+await admin.disconnect();
 await servers.stop();

@@ -330,7 +330,7 @@ export const configSchema = strict({
   sink: sinkSchema,
   commit: strict({
     maxRecords: int(1, 10_000_000).default(10_000),
-    maxDelayMs: int(1, 3_600_000).default(500),
+    maxDelayMs: int(1, 3_600_000).default(50),
   }).prefault({}),
   // Loopback by default: metrics say which tables are captured, which is not for every network.
   metrics: strict({ port: int(1, 65_535).optional(), host: nonEmpty.default('127.0.0.1') }).prefault({}),

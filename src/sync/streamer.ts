@@ -370,7 +370,7 @@ export class Streamer {
       this.batch.length >= this.config.commit.maxRecords ||
       (this.batchStartedMs > 0 && now - this.batchStartedMs >= this.config.commit.maxDelayMs) ||
       // A position with no captured change (heartbeats, other tables) is checkpointed at a calm pace.
-      (idle && this.batch.length === 0 && now - this.lastFlushMs >= this.config.commit.maxDelayMs);
+      (idle && this.batch.length === 0 && now - this.lastFlushMs >= Math.max(1000, this.config.commit.maxDelayMs));
     if (due) await this.flush();
   }
 

@@ -95,7 +95,7 @@ metrics:
     expect(config.snapshot).toEqual({ mode: 'initial', chunkSize: 8192, parallelism: 2, chunkKey: {} });
     expect(config.checkpoint.path).toBe(join(dir, 'data', 'shop-cdc.sqlite'));
     expect(config.sink).toEqual({ type: 'stdout', tombstones: true });
-    expect(config.commit).toEqual({ maxRecords: 10_000, maxDelayMs: 500 });
+    expect(config.commit).toEqual({ maxRecords: 10_000, maxDelayMs: 50 });
     expect(config.metrics).toEqual({ host: '127.0.0.1' });
   });
 

@@ -1,0 +1,47 @@
+// The paced writer of bench/run.mjs's latency measurement. It runs in a worker thread so that its commit
+// timestamps are taken on an event loop that does nothing else: the main thread is busy parsing what the
+// sink delivers, and a late timestamp there would make every latency look shorter than it is.
+//
+// workerData: { url, table, rate, seconds, firstId }. Every TICK_MS it commits one multi-row INSERT of
+// rate * TICK_MS / 1000 rows (autocommit), ids firstId, firstId + 1, ... in order, and posts back, per row,
+// the wall-clock time (ms, sub-ms precision) at which the server acknowledged its commit.
+import mysql from 'mysql2';
+import { parentPort, workerData } from 'node:worker_threads';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+const TICK_MS = 10;
+const { url, table, rate, seconds, firstId } = workerData;
+const total = Math.round(rate * seconds);
+const committedAt = new Float64Array(total);
+const sentAt = new Float64Array(total);
+// timeOrigin + now() is wall-clock time with sub-ms resolution, comparable with the main thread's.
+const now = () => performance.timeOrigin + performance.now();
+
+const c = 'abcdefghij0123456789'.repeat(6).slice(0, 119);
+const pad = '0123456789'.repeat(6).slice(0, 59);
+
+const conn = mysql.createConnection({ uri: url }).promise();
+await conn.connect();
+const start = performance.now();
+let written = 0;
+for (let tick = 1; written < total; tick++) {
+  // Rows due by the end of this tick; a tick that fell behind is made up in the next statement.
+  const due = Math.min(total, Math.round((rate * tick * TICK_MS) / 1000));
+  if (due > written) {
+    const values = [];
+    for (let i = written; i < due; i++) values.push(`(${firstId + i},${i},'${c}','${pad}')`);
+    const sent = now();
+    await conn.query(`INSERT INTO ${table} (id, k, c, pad) VALUES ${values.join(',')}`);
+    const acked = now();
+    for (let i = written; i < due; i++) {
+      sentAt[i] = sent;
+      committedAt[i] = acked;
+    }
+    written = due;
+  }
+  const wait = start + tick * TICK_MS - performance.now();
+  if (wait > 0) await sleep(wait);
+}
+const elapsed = (performance.now() - start) / 1000;
+await conn.end();
+parentPort.postMessage({ count: total, elapsed, committedAt, sentAt }, [committedAt.buffer, sentAt.buffer]);
