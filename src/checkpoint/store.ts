@@ -154,10 +154,6 @@ export class CheckpointStore {
     this.db.prepare('INSERT INTO tables (name, state, chunk_key, rows_estimate) VALUES (?, ?, ?, ?)').run(name, state, JSON.stringify(chunkKey), rowsEstimate);
   }
 
-  setTableState(name: string, state: TableState): void {
-    this.db.prepare('UPDATE tables SET state = ? WHERE name = ?').run(state, name);
-  }
-
   chunks(table: string): ChunkRecord[] {
     const rows = this.db.prepare('SELECT * FROM chunks WHERE table_name = ? ORDER BY idx').all(table) as {
       table_name: string; idx: number; lo: string | null; hi: string | null; status: 'pending' | 'done'; lw: string | null; hw: string | null; rows: number | null;

@@ -11,6 +11,10 @@ export interface EnvelopeOptions {
 
 /** Text shared by every record of one table (and snapshot flag), built once. */
 interface TablePieces {
+  db: string;
+  table: string;
+  snapshot: boolean;
+  serverId: number;
   topic: string;
   /** `,"snapshot":…,"db":…,"table":…,"server_id":` of the envelope's source block. */
   middle: string;
@@ -26,6 +30,7 @@ const json = JSON.stringify;
  */
 export class DebeziumEncoder {
   private readonly pieces = new Map<string, TablePieces>();
+  private last: TablePieces | undefined;
   private readonly sourceHead: string;
 
   constructor(private readonly opts: EnvelopeOptions) {
@@ -36,13 +41,21 @@ export class DebeziumEncoder {
     return `${this.opts.name}.${db}.${table}`;
   }
 
+  /** Consecutive events nearly always share a table, so the last pieces are tried before the map (no key string per row). */
   private piecesFor(e: ChangeEvent): TablePieces {
-    const id = `${e.source.snapshot ? 1 : 0}${e.source.serverId}\u0000${e.db}\u0000${e.table}`;
+    const { snapshot, serverId } = e.source;
+    const last = this.last;
+    if (last && last.db === e.db && last.table === e.table && last.snapshot === snapshot && last.serverId === serverId) return last;
+    const id = `${snapshot ? 1 : 0}${serverId}\u0000${e.db}\u0000${e.table}`;
     let p = this.pieces.get(id);
     if (!p) {
-      p = { topic: this.topic(e.db, e.table), middle: `,"snapshot":${e.source.snapshot},"db":${json(e.db)},"table":${json(e.table)},"server_id":${e.source.serverId}` };
+      p = {
+        db: e.db, table: e.table, snapshot, serverId, topic: this.topic(e.db, e.table),
+        middle: `,"snapshot":${snapshot},"db":${json(e.db)},"table":${json(e.table)},"server_id":${serverId}`,
+      };
       this.pieces.set(id, p);
     }
+    this.last = p;
     return p;
   }
 
