@@ -1,26 +1,30 @@
-/** A captured change (ARCHITECTURE §5), values already in canonical JSON form. */
+/**
+ * A captured change (ARCHITECTURE §5). Key and row images are already canonical JSON text: every
+ * sink writes JSON, and writing it straight from the reader's row (RowWriter) is what keeps the
+ * snapshot fast.
+ */
 export interface ChangeEvent {
   op: 'c' | 'u' | 'd' | 'r' | 't';
   db: string;
   table: string;
-  /** Primary-key columns and values; empty for a truncate. */
-  key: Record<string, unknown>;
-  before: Record<string, unknown> | null;
-  after: Record<string, unknown> | null;
+  /** Primary-key columns and values as a JSON object; `{}` for a truncate. */
+  key: string;
+  before: string | null;
+  after: string | null;
+  /** Index of the row within its source transaction (or within its snapshot chunk). */
+  row: number;
+  /** Shared by every event of one transaction or chunk. */
   source: EventSource;
 }
 
 export interface EventSource {
   file: string;
   pos: number;
-  /** Index of the row within its binlog event (or within its snapshot chunk). */
-  row: number;
   gtid: string | null;
   serverId: number;
   /** Commit time of the source transaction, or the read time for a snapshot row. */
   tsMs: number;
   snapshot: boolean;
-  txId: string | null;
 }
 
 /**

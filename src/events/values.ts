@@ -49,23 +49,54 @@ export const BINLOG_CONNECTION_OPTIONS = {
 /** Run on every snapshot connection right after connecting: TIMESTAMP text then is UTC, as the binlog's epoch. */
 export const SNAPSHOT_SESSION_SQL: readonly string[] = ["SET time_zone = '+00:00'"];
 
+/** A row's canonical JSON text, e.g. `{"id":7,"name":"x"}`: what the envelope's before/after hold. */
+export type RowWriter = (raw: Record<string, unknown>) => string;
+
 /**
- * Builds the per-row encoder for one table schema. Columns missing from the raw row are left out of the
- * result; every converter is chosen here, once, so the returned function only loops and calls.
+ * Compiles the JSON writer for one table schema (or its key columns): raw reader row in, canonical JSON
+ * text out. This is the snapshot's and the stream's hottest code: the generated function builds one
+ * object literal of fixed shape, with each column's conversion chosen here, once, and hands it to
+ * JSON.stringify, whose native serialiser beats assembling the text in JS (which leaves a tree of string
+ * pieces for the collector). Columns missing from the raw row are left out (undefined is omitted).
  */
-export function makeRowEncoder(columns: ColumnInfo[], origin: RowOrigin): (raw: Record<string, unknown>) => Record<string, unknown> {
-  const names = columns.map((c) => c.name);
+export function makeRowWriter(columns: ColumnInfo[], origin: RowOrigin): RowWriter {
   const converters = columns.map((c) => converterFor(c, origin));
-  const n = names.length;
-  return (raw) => {
-    const out: Record<string, unknown> = {};
-    for (let i = 0; i < n; i++) {
-      const name = names[i]!;
-      if (Object.hasOwn(raw, name)) out[name] = converters[i]!(raw[name]);
-    }
-    return out;
-  };
+  const fields = columns.map((c, i) => {
+    // Names go into the generated code only as JSON string literals, which are valid JS string literals;
+    // computed, so that a column named __proto__ is a field, not the literal's prototype.
+    const name = JSON.stringify(c.name);
+    return `[${name}]: ${passesUnchanged(c) ? `r[${name}]` : `has(r, ${name}) ? C[${i}](r[${name}]) : undefined`}`;
+  });
+  const viaObject = new Function('has', 'J', 'C', `return function writeRow(r) { return J({ ${fields.join(', ')} }); };`)(Object.hasOwn, JSON.stringify, converters) as RowWriter;
+  return columns.every(isSmallInteger) ? integerWriter(columns, viaObject) : viaObject;
 }
+
+/**
+ * Integer-only column lists (the usual primary key) are written by concatenation, several times faster
+ * than building an object for JSON.stringify; a row where one is not a number (NULL, missing) falls back.
+ */
+function integerWriter(columns: ColumnInfo[], fallback: RowWriter): RowWriter {
+  const names = columns.map((c) => JSON.stringify(c.name));
+  const reads = names.map((n, i) => `v${i} = r[${n}]`).join(', ');
+  const allNumbers = names.map((_, i) => `typeof v${i} === 'number'`).join(' && ');
+  const text = names.map((n, i) => `${JSON.stringify(`${i === 0 ? '{' : ','}${n}:`)} + v${i}`).join(' + ');
+  return new Function('fallback', `return function writeIntegers(r) { const ${reads}; return ${allNumbers} ? ${text} + '}' : fallback(r); };`)(fallback) as RowWriter;
+}
+
+function isSmallInteger(column: ColumnInfo): boolean {
+  return SMALL_INTEGERS.has(column.dataType);
+}
+
+/**
+ * Whether both readers already hand over the canonical value (JS numbers for the small integers, text
+ * for text), so the raw value can go to JSON.stringify as it is; undefined only for a missing column.
+ */
+function passesUnchanged(column: ColumnInfo): boolean {
+  return SMALL_INTEGERS.has(column.dataType) || (TEXT.has(column.dataType) && !column.isJson);
+}
+
+const SMALL_INTEGERS = new Set(['tinyint', 'smallint', 'mediumint', 'int']);
+const TEXT = new Set(['char', 'varchar', 'tinytext', 'text', 'mediumtext', 'longtext']);
 
 const cachedConverters = { snapshot: new WeakMap<ColumnInfo, Converter>(), binlog: new WeakMap<ColumnInfo, Converter>() };
 

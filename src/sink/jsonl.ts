@@ -1,20 +1,40 @@
-import { closeSync, fstatSync, fsyncSync, ftruncateSync, mkdirSync, openSync, statSync, writeSync } from 'node:fs';
+import { closeSync, fstatSync, fsync, fsyncSync, ftruncateSync, mkdirSync, openSync, statSync, write } from 'node:fs';
+import { promisify } from 'node:util';
 import { dirname } from 'node:path';
 import type { OutputRecord } from '../events/event.js';
 import type { PreparedBatch, Sink } from './sink.js';
+
+const writeAsync = promisify(write);
+const fsyncAsync = promisify(fsync);
 
 interface JsonlBatch extends PreparedBatch {
   bytes: Buffer;
 }
 
-/** One line per record: `{"topic":…,"key":…,"value":…}`, the record's JSON pieces as they are. */
+/**
+ * One line per record: `{"topic":…,"key":…,"value":…}`, the record's JSON pieces as they are. Each line
+ * is written straight into one buffer sized for the worst case (3 UTF-8 bytes per UTF-16 unit), so no
+ * batch-sized string is ever built; the untouched rest of the allocation is never paged in.
+ */
 export function encodeLines(records: OutputRecord[]): Buffer {
-  const lines = new Array<string>(records.length);
+  let topic = '';
+  let topicJson = '';
+  let units = 0;
   for (let i = 0; i < records.length; i++) {
     const r = records[i]!;
-    lines[i] = `{"topic":${JSON.stringify(r.topic)},"key":${r.key},"value":${r.value ?? 'null'}}\n`;
+    units += r.topic.length + r.key.length + (r.value?.length ?? 4) + 40;
   }
-  return Buffer.from(lines.join(''));
+  const buf = Buffer.allocUnsafe(units * 3);
+  let off = 0;
+  for (let i = 0; i < records.length; i++) {
+    const r = records[i]!;
+    if (r.topic !== topic) {
+      topic = r.topic;
+      topicJson = `{"topic":${JSON.stringify(topic)},"key":`;
+    }
+    off += buf.write(`${topicJson}${r.key},"value":${r.value ?? 'null'}}\n`, off);
+  }
+  return buf.subarray(0, off);
 }
 
 /**
@@ -60,9 +80,10 @@ export class JsonlSink implements Sink {
   async commit(batch: PreparedBatch): Promise<void> {
     const { bytes } = batch as JsonlBatch;
     if (this.fd === null) throw new Error('jsonl sink is not open');
+    // Asynchronous, so the write and the fsync run on libuv's threads while the next chunk is read and encoded.
     let off = 0;
-    while (off < bytes.length) off += writeSync(this.fd, bytes, off, bytes.length - off);
-    fsyncSync(this.fd);
+    while (off < bytes.length) off += (await writeAsync(this.fd, bytes, off, bytes.length - off)).bytesWritten;
+    await fsyncAsync(this.fd);
     this.length += bytes.length;
   }
 

@@ -1,6 +1,7 @@
+import type { Connection as CoreConnection } from 'mysql2';
 import type { Connection } from 'mysql2/promise';
 import type { ChunkRecord, KeyTuple } from '../checkpoint/store.js';
-import { makeRowEncoder } from '../events/values.js';
+import { encodeValue, makeRowWriter, type RowOrigin, type RowWriter } from '../events/values.js';
 import { BinlogReader, type BinlogTransaction } from './binlog.js';
 import { chunkWhere } from './chunker.js';
 import type { KeyOrder } from './key-order.js';
@@ -8,12 +9,15 @@ import { comparePositions, type Position } from './position.js';
 import type { ColumnInfo, TableSchema } from './schema.js';
 import { currentPosition, quoteId, type SourceSettings } from './server.js';
 
+/** A captured table with its compiled JSON writers, one per reader (snapshot SELECT, binlog). */
 export interface SnapshotTable {
   schema: TableSchema;
   keyColumns: ColumnInfo[];
   order: KeyOrder;
-  encodeSnapshotRow: (raw: Record<string, unknown>) => Record<string, unknown>;
-  encodeBinlogRow: (raw: Record<string, unknown>) => Record<string, unknown>;
+  snapshotRow: RowWriter;
+  snapshotKey: RowWriter;
+  binlogRow: RowWriter;
+  binlogKey: RowWriter;
 }
 
 export function snapshotTable(schema: TableSchema, keyColumns: ColumnInfo[], order: KeyOrder): SnapshotTable {
@@ -21,16 +25,22 @@ export function snapshotTable(schema: TableSchema, keyColumns: ColumnInfo[], ord
     schema,
     keyColumns,
     order,
-    encodeSnapshotRow: makeRowEncoder(schema.columns, 'snapshot'),
-    encodeBinlogRow: makeRowEncoder(schema.columns, 'binlog'),
+    snapshotRow: makeRowWriter(schema.columns, 'snapshot'),
+    snapshotKey: makeRowWriter(keyColumns, 'snapshot'),
+    binlogRow: makeRowWriter(schema.columns, 'binlog'),
+    binlogKey: makeRowWriter(keyColumns, 'binlog'),
   };
 }
 
 export interface ChunkRows {
   lw: Position;
   hw: Position;
-  /** The chunk's rows as of HW, canonical: key order, then rows the backfill inserted. */
-  rows: Record<string, unknown>[];
+  /**
+   * The chunk's rows as of HW as canonical JSON, with their keys (`keys[i]` is the key of `rows[i]`), in
+   * canonical order: key order, then rows the backfill inserted.
+   */
+  keys: string[];
+  rows: string[];
   backfilled: number;
 }
 
@@ -47,8 +57,35 @@ export interface ChunkReaderContext {
 const WINDOW_DELAY_MS = Number(process.env.TIDEMARK_TEST_CHUNK_DELAY_MS ?? 0);
 const widenWindow = (): Promise<void> | undefined => (WINDOW_DELAY_MS > 0 ? new Promise((r) => setTimeout(r, WINDOW_DELAY_MS)) : undefined);
 
-export function keyOf(row: Record<string, unknown>, keyColumns: ColumnInfo[]): KeyTuple {
-  return keyColumns.map((c) => row[c.name]);
+/** The canonical key values of a raw row, for key-order comparisons. */
+export function keyOf(raw: Record<string, unknown>, keyColumns: ColumnInfo[], origin: RowOrigin): KeyTuple {
+  return keyColumns.map((c) => encodeValue(c, raw[c.name], origin));
+}
+
+/**
+ * Runs a chunk's SELECT and writes each row's key and JSON as the row arrives, so the reader's raw rows
+ * die young instead of piling up for the whole chunk.
+ */
+function selectRows(conn: Connection, table: SnapshotTable, sql: string, params: unknown[]): Promise<{ keys: string[]; rows: string[] }> {
+  return new Promise((resolve, reject) => {
+    const keys: string[] = [];
+    const rows: string[] = [];
+    let failure: unknown;
+    // The callback connection under the promise wrapper (typed only on pool connections): its query emits rows one by one.
+    (conn as unknown as { connection: CoreConnection }).connection
+      .query(sql, params)
+      .on('result', (raw: unknown) => {
+        if (failure !== undefined) return;
+        try {
+          keys.push(table.snapshotKey(raw as Record<string, unknown>));
+          rows.push(table.snapshotRow(raw as Record<string, unknown>));
+        } catch (err) {
+          failure = err;
+        }
+      })
+      .on('error', reject)
+      .on('end', () => (failure === undefined ? resolve({ keys, rows }) : reject(failure)));
+  });
 }
 
 /**
@@ -82,8 +119,7 @@ export async function readChunk(
       const v = Object.fromEntries((status as { Variable_name: string; Value: string }[]).map((r) => [r.Variable_name.toLowerCase(), r.Value]));
       const at: Position = { file: v.binlog_snapshot_file!, pos: Number(v.binlog_snapshot_position) };
       await widenWindow();
-      const [raw] = await conn.query(select, where.params);
-      return { lw: at, hw: at, rows: (raw as Record<string, unknown>[]).map(table.encodeSnapshotRow), backfilled: 0 };
+      return { lw: at, hw: at, ...(await selectRows(conn, table, select, where.params)), backfilled: 0 };
     } finally {
       await conn.query('COMMIT');
     }
@@ -99,17 +135,16 @@ export async function readChunk(
     inFlight = o!.trim() !== '';
   }
   await widenWindow();
-  const [raw] = await conn.query(select, where.params);
+  const selected = await selectRows(conn, table, select, where.params);
   await widenWindow();
   const hw = await currentPosition(conn, 'mysql');
-  const encoded = (raw as Record<string, unknown>[]).map(table.encodeSnapshotRow);
-  if (!inFlight && comparePositions(lw, hw) === 0) return { lw, hw, rows: encoded, backfilled: 0 };
-  const rows = new Map<string, Record<string, unknown>>();
-  for (const row of encoded) rows.set(JSON.stringify(keyOf(row, table.keyColumns)), row);
+  if (!inFlight && comparePositions(lw, hw) === 0) return { lw, hw, ...selected, backfilled: 0 };
+  const rows = new Map<string, string>();
+  for (let i = 0; i < selected.keys.length; i++) rows.set(selected.keys[i]!, selected.rows[i]!);
   const start = inFlight && executed !== undefined ? { gtidSet: executed } : { file: lw.file, pos: lw.pos };
   const txs = await readBinlogRange(ctx.source, backfillServerId, start, hw, table.schema);
   const backfilled = await applyBackfill(table, chunk, rows, txs);
-  return { lw, hw, rows: [...rows.values()], backfilled };
+  return { lw, hw, keys: [...rows.keys()], rows: [...rows.values()], backfilled };
 }
 
 /** Collects the committed transactions from `start` up to and including position `hw`. */
@@ -149,35 +184,23 @@ function readBinlogRange(
   });
 }
 
-/** Replays row changes on the chunk's rows: puts and removes of full row images, in commit order. */
-async function applyBackfill(table: SnapshotTable, chunk: ChunkRecord, rows: Map<string, Record<string, unknown>>, txs: BinlogTransaction[]): Promise<number> {
+/** Replays row changes on the chunk's rows (by key JSON): puts and removes of full row images, in commit order. */
+async function applyBackfill(table: SnapshotTable, chunk: ChunkRecord, rows: Map<string, string>, txs: BinlogTransaction[]): Promise<number> {
   const { db, table: name } = table.schema;
-  const changes = txs.flatMap((tx) => tx.changes.filter((c) => c.db === db && c.table === name));
-  const truncated = txs.some((tx) => tx.truncates.some((t) => t.db === db && t.table === name));
-  if (changes.length === 0 && !truncated) return 0;
-  const encoded = changes.map((c) => ({
-    before: c.before && table.encodeBinlogRow(c.before),
-    after: c.after && table.encodeBinlogRow(c.after),
-  }));
-  const keys = encoded.flatMap((c) => [c.before, c.after]).filter((r) => r !== null).map((r) => keyOf(r, table.keyColumns));
-  await table.order.prepare([...keys, chunk.lo, chunk.hi]);
-  const inChunk = (key: KeyTuple) => table.order.inRange(key, chunk.lo, chunk.hi);
+  const ours = (t: { db: string; table: string }) => t.db === db && t.table === name;
+  const changes = txs.flatMap((tx) => tx.changes.filter(ours));
+  if (changes.length === 0 && !txs.some((tx) => tx.truncates.some(ours))) return 0;
+  const images = changes.flatMap((c) => [c.before, c.after]).filter((r) => r !== null);
+  await table.order.prepare([...images.map((r) => keyOf(r, table.keyColumns, 'binlog')), chunk.lo, chunk.hi]);
+  const inChunk = (raw: Record<string, unknown>) => table.order.inRange(keyOf(raw, table.keyColumns, 'binlog'), chunk.lo, chunk.hi);
   let applied = 0;
-  // A TRUNCATE inside the window empties the table; the changes after it rebuild the chunk.
-  let i = 0;
   for (const tx of txs) {
-    if (tx.truncates.some((t) => t.db === db && t.table === name)) rows.clear();
+    // A TRUNCATE inside the window empties the table; the changes after it rebuild the chunk.
+    if (tx.truncates.some(ours)) rows.clear();
     for (const c of tx.changes) {
-      if (c.db !== db || c.table !== name) continue;
-      const { before, after } = encoded[i++]!;
-      if (before) {
-        const k = keyOf(before, table.keyColumns);
-        if (inChunk(k)) rows.delete(JSON.stringify(k));
-      }
-      if (after) {
-        const k = keyOf(after, table.keyColumns);
-        if (inChunk(k)) rows.set(JSON.stringify(k), after);
-      }
+      if (!ours(c)) continue;
+      if (c.before && inChunk(c.before)) rows.delete(table.binlogKey(c.before));
+      if (c.after && inChunk(c.after)) rows.set(table.binlogKey(c.after), table.binlogRow(c.after));
       applied++;
     }
   }

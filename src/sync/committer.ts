@@ -30,7 +30,8 @@ export class Committer {
   commit(events: ChangeEvent[], update: CheckpointUpdate): Promise<void> {
     const next = this.chain.then(async () => {
       const records: OutputRecord[] = [];
-      for (const e of events) this.encoder.encode(e, records);
+      const now = Date.now();
+      for (const e of events) this.encoder.encode(e, records, now);
       const seq = this.store.lastCommittedSeq() + 1;
       const batch = this.sink.prepare(records, seq);
       this.store.beginCommit(update, batch.state);

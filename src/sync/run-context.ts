@@ -13,7 +13,7 @@ import type { Committer } from './committer.js';
 import type { SyncOptions } from './connector.js';
 import { StreamFilter } from './stream-filter.js';
 import { Streamer } from './streamer.js';
-import { keyObject, type CapturedTable, type ChunkQueue } from './tables.js';
+import type { CapturedTable, ChunkQueue } from './tables.js';
 
 export class RunContext {
   private readonly snapshotTables = new Map<string, SnapshotTable>();
@@ -39,17 +39,17 @@ export class RunContext {
     return this.opts.signal?.aborted ?? false;
   }
 
-  /**
-   * Re-reads a table's columns after DDL on it, so later row images are encoded with the new
-   * column list. This reads the schema as it is now, which matches the binlog only while the
-   * stream is close to the head (no schema history yet).
-   */
   /** Binlog bytes from `p` to the server's current position: how far the stream is behind. */
   async lagBytes(p: Position): Promise<number | undefined> {
     const now = await currentPosition(this.conn, this.info.identity.flavour);
     return bytesBetween(p, now, await binlogSizes(this.conn));
   }
 
+  /**
+   * Re-reads a table's columns after DDL on it, so later row images are encoded with the new
+   * column list. This reads the schema as it is now, which matches the binlog only while the
+   * stream is close to the head (no schema history yet).
+   */
   async reloadSchema(t: CapturedTable): Promise<void> {
     const schema = (await loadTableSchemas(this.conn, t.schema.db, [t.schema.table])).get(t.schema.table);
     if (!schema) return;
@@ -67,8 +67,10 @@ export class RunContext {
     return st;
   }
 
-  /** Reads every unfinished chunk, `parallelism` at a time, splitting lazily as it goes. */
-  /** The initial snapshot, before any streaming; later snapshots run inside the stream. */
+  /**
+   * The initial snapshot, before any streaming: every unfinished chunk, `parallelism` at a time,
+   * split lazily as it goes. Later snapshots run inside the stream.
+   */
   async snapshot(): Promise<void> {
     if (this.store.streamPosition() !== undefined) return;
     const progress = new Map(this.store.tables().map((p) => [p.name, p]));
@@ -157,16 +159,11 @@ export class RunContext {
         await new Promise((r) => setTimeout(r, 250 * 2 ** attempt));
       }
     }
-    const now = Date.now();
-    const events: ChangeEvent[] = result.rows.map((row, i) => ({
-      op: 'r',
-      db: table.schema.db,
-      table: table.schema.table,
-      key: keyObject(row, table.chunkKey),
-      before: null,
-      after: row,
-      source: { file: result.hw.file, pos: result.hw.pos, row: i, gtid: null, serverId: 0, tsMs: now, snapshot: true, txId: null },
-    }));
+    const { db, table: name } = table.schema;
+    const source = { file: result.hw.file, pos: result.hw.pos, gtid: null, serverId: 0, tsMs: Date.now(), snapshot: true };
+    const { keys, rows } = result;
+    const events = new Array<ChangeEvent>(rows.length);
+    for (let i = 0; i < rows.length; i++) events[i] = { op: 'r', db, table: name, key: keys[i]!, before: null, after: rows[i]!, row: i, source };
     return { events, result };
   }
 

@@ -1,7 +1,7 @@
 import type { CheckpointStore } from '../checkpoint/store.js';
 import { serverIdRange, type Config } from '../config/load.js';
-import type { ChangeEvent } from '../events/event.js';
-import { BinlogReader, type BinlogTransaction, type StartAt } from '../source/binlog.js';
+import type { ChangeEvent, EventSource } from '../events/event.js';
+import { BinlogReader, type BinlogTransaction, type RowChange, type StartAt } from '../source/binlog.js';
 import { comparePositions, formatPosition, type Position } from '../source/position.js';
 import { SourceError, SourceLink, type ServerInfo } from '../source/server.js';
 import { keyOf, type SnapshotTable } from '../source/snapshot.js';
@@ -9,7 +9,7 @@ import type { Committer } from './committer.js';
 import type { SyncOptions } from './connector.js';
 import type { RunContext } from './run-context.js';
 import type { StreamFilter } from './stream-filter.js';
-import { keyObject, type CapturedTable, type ChunkDone, type ChunkQueue } from './tables.js';
+import type { CapturedTable, ChunkDone, ChunkQueue } from './tables.js';
 
 interface Resolved {
   name: string;
@@ -36,7 +36,7 @@ export class Streamer {
   private readonly resolved = new Map<string, Resolved>();
   /** Tables being snapshotted while streaming, each with its lazily split chunks. */
   private readonly incremental: { table: CapturedTable; chunks: ChunkQueue; again: boolean }[] = [];
-  /** A chunk of a snapshot taken again, held until the stream reaches its HW; rows by key. */
+  /** A chunk of a snapshot taken again, held until the stream reaches its HW; rows by key JSON. */
   private pendingChunk: { table: string; hw: Position; done: ChunkDone; rows: Map<string, ChangeEvent> } | null = null;
   private batchChunksDone: ChunkDone[] = [];
   private snapshotLink: SourceLink | null = null;
@@ -241,8 +241,7 @@ export class Streamer {
       const { events, result } = read;
       const done = { table: table.name, idx: chunk.idx, lw: result.lw, hw: result.hw, rows: events.length };
       if (current.again) {
-        const st = await this.tables.tableFor(table);
-        this.pendingChunk = { table: table.name, hw: result.hw, done, rows: new Map(events.map((e) => [JSON.stringify(keyOf(e.after!, st.keyColumns)), e])) };
+        this.pendingChunk = { table: table.name, hw: result.hw, done, rows: new Map(events.map((e) => [e.key, e])) };
         this.finishPendingChunkIfReached();
         return;
       }
@@ -283,64 +282,65 @@ export class Streamer {
 
   private async addTransaction(tx: BinlogTransaction): Promise<void> {
     const events: ChangeEvent[] = [];
-    const { file, pos } = tx.end;
-    const { gtid, tsMs } = tx;
-    const serverId = this.info.serverId;
-    const source = (row: number): ChangeEvent['source'] => ({ file, pos, row, gtid, serverId, tsMs, snapshot: false, txId: gtid });
+    const source: EventSource = { file: tx.end.file, pos: tx.end.pos, gtid: tx.gtid, serverId: this.info.serverId, tsMs: tx.tsMs, snapshot: false };
     let row = 0;
-    for (const t of tx.truncates) {
-      events.push({ op: 't', db: t.db, table: t.table, key: {}, before: null, after: null, source: source(row++) });
-    }
-    const encoded: (Resolved & { before: Record<string, unknown> | null; after: Record<string, unknown> | null })[] = [];
+    for (const t of tx.truncates) events.push({ op: 't', db: t.db, table: t.table, key: '{}', before: null, after: null, row: row++, source });
+    // The captured changes, each with its table (resolved once per run of changes to one table).
+    const changes: RowChange[] = [];
+    const tables: Resolved[] = [];
     let last: Resolved | undefined;
     for (const c of tx.changes) {
       const r = last && last.table.schema.db === c.db && last.table.schema.table === c.table ? last : await this.resolve(c.db, c.table);
       if (!r) continue;
       last = r;
-      encoded.push({ name: r.name, table: r.table, st: r.st, before: c.before && r.st.encodeBinlogRow(c.before), after: c.after && r.st.encodeBinlogRow(c.after) });
+      changes.push(c);
+      tables.push(r);
     }
     const pending = this.pendingChunk;
     if (pending && comparePositions(tx.end, pending.hw) <= 0) {
       // Changed between T and the held chunk's HW: the stream carries these keys, the chunk must not.
       if (tx.truncates.some((t) => `${t.db}.${t.table}` === pending.table)) pending.rows.clear();
-      for (const e of encoded) {
-        if (e.name !== pending.table) continue;
-        for (const r of [e.before, e.after]) if (r) pending.rows.delete(JSON.stringify(keyOf(r, e.st.keyColumns)));
+      for (let i = 0; i < changes.length; i++) {
+        const { name, st } = tables[i]!;
+        if (name !== pending.table) continue;
+        const { before, after } = changes[i]!;
+        if (before) pending.rows.delete(st.binlogKey(before));
+        if (after) pending.rows.delete(st.binlogKey(after));
       }
     }
-    if (this.filter.active) {
+    const filtering = this.filter.active;
+    if (filtering) {
       const keysByTable = new Map<string, unknown[][]>();
-      for (const e of encoded) {
-        const order = this.filter.needsLookup(e.name, tx.end);
-        if (!order?.needsPrepare) continue;
-        const keys = keysByTable.get(e.name) ?? [];
-        for (const r of [e.before, e.after]) if (r) keys.push(keyOf(r, e.st.keyColumns));
-        keysByTable.set(e.name, keys);
+      for (let i = 0; i < changes.length; i++) {
+        const { name, st } = tables[i]!;
+        if (!this.filter.needsLookup(name, tx.end)?.needsPrepare) continue;
+        const keys = keysByTable.get(name) ?? [];
+        for (const r of [changes[i]!.before, changes[i]!.after]) if (r) keys.push(keyOf(r, st.keyColumns, 'binlog'));
+        keysByTable.set(name, keys);
       }
       for (const [name, keys] of keysByTable) await this.filter.needsLookup(name, tx.end)?.prepare(keys);
     }
-    const filtering = this.filter.active;
-    for (const e of encoded) {
-      const { db, table } = e.table.schema;
-      const keyCols = e.table.chunkKey;
-      const pass = (r: Record<string, unknown>) => !filtering || this.filter.passes(e.name, keyOf(r, e.st.keyColumns), tx.end);
-      const ev = (op: ChangeEvent['op'], key: Record<string, unknown>, before: Record<string, unknown> | null, after: Record<string, unknown> | null): ChangeEvent => ({
-        op, db, table, key, before, after, source: source(row++),
-      });
-      if (e.before && e.after) {
-        const newKey = keyObject(e.after, keyCols);
-        // Canonical key values are numbers and strings, so the key changed exactly when one differs.
-        if (keyCols.every((k) => e.before![k] === e.after![k])) {
-          if (pass(e.after)) events.push(ev('u', newKey, e.before, e.after));
+    for (let i = 0; i < changes.length; i++) {
+      const { name, st } = tables[i]!;
+      const { db, table } = st.schema;
+      const { before, after } = changes[i]!;
+      const pass = (raw: Record<string, unknown>) => !filtering || this.filter.passes(name, keyOf(raw, st.keyColumns, 'binlog'), tx.end);
+      const ev = (op: ChangeEvent['op'], key: string, b: string | null, a: string | null): ChangeEvent => ({ op, db, table, key, before: b, after: a, row: row++, source });
+      if (before && after) {
+        const oldKey = st.binlogKey(before);
+        const newKey = st.binlogKey(after);
+        // Canonical key text is equal exactly when every key value is.
+        if (oldKey === newKey) {
+          if (pass(after)) events.push(ev('u', newKey, st.binlogRow(before), st.binlogRow(after)));
         } else {
           // A key change is a delete of the old key and a create of the new one, each judged on its own chunk.
-          if (pass(e.before)) events.push(ev('d', keyObject(e.before, keyCols), e.before, null));
-          if (pass(e.after)) events.push(ev('c', newKey, null, e.after));
+          if (pass(before)) events.push(ev('d', oldKey, st.binlogRow(before), null));
+          if (pass(after)) events.push(ev('c', newKey, null, st.binlogRow(after)));
         }
-      } else if (e.after) {
-        if (pass(e.after)) events.push(ev('c', keyObject(e.after, keyCols), null, e.after));
-      } else if (e.before) {
-        if (pass(e.before)) events.push(ev('d', keyObject(e.before, keyCols), e.before, null));
+      } else if (after) {
+        if (pass(after)) events.push(ev('c', st.binlogKey(after), null, st.binlogRow(after)));
+      } else if (before) {
+        if (pass(before)) events.push(ev('d', st.binlogKey(before), st.binlogRow(before), null));
       }
     }
     if (tx.ddl.length > 0) await this.refreshSchemas(tx);

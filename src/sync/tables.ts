@@ -104,9 +104,3 @@ export async function rowEstimates(conn: Connection, tables: CapturedTable[]): P
   }
   return out;
 }
-
-export function keyObject(row: Record<string, unknown>, key: string[]): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
-  for (const k of key) out[k] = row[k];
-  return out;
-}

@@ -2,7 +2,7 @@ import ZongJi, { type WriteRowsEvent } from '@vlasky/zongji';
 import mysqlCallback from 'mysql2';
 import mysql from 'mysql2/promise';
 import { afterEach, describe, expect, inject, it } from 'vitest';
-import { BINLOG_CONNECTION_OPTIONS, makeRowEncoder, SNAPSHOT_CONNECTION_OPTIONS, SNAPSHOT_SESSION_SQL } from '../../src/events/values.js';
+import { BINLOG_CONNECTION_OPTIONS, makeRowWriter, SNAPSHOT_CONNECTION_OPTIONS, SNAPSHOT_SESSION_SQL } from '../../src/events/values.js';
 import { loadTableSchemas } from '../../src/source/schema.js';
 import { ALL_TYPES_DDL, ALL_TYPES_INSERTS, expectedAllTypesRows } from '../support/all-types.js';
 import { FLAVOURS, freshDatabase } from '../support/db.js';
@@ -51,15 +51,14 @@ describe.each(FLAVOURS)('canonical values on %s', (flavour) => {
         for await (const row of streaming.query(`SELECT * FROM \`${db}\`.t ORDER BY id`).stream()) streamed.push(row as Record<string, unknown>);
 
         const columns = (await loadTableSchemas(snap, db, ['t'])).get('t')!.columns;
-        const fromSnapshot = (selected as Record<string, unknown>[]).map(makeRowEncoder(columns, 'snapshot'));
-        const fromStream = streamed.map(makeRowEncoder(columns, 'snapshot'));
-        const fromBinlog = binlogRows.map(makeRowEncoder(columns, 'binlog'));
+        // The JSON text a sink writes: the same bytes whichever reader saw the row.
+        const fromSnapshot = (selected as Record<string, unknown>[]).map(makeRowWriter(columns, 'snapshot'));
+        const fromStream = streamed.map(makeRowWriter(columns, 'snapshot'));
+        const fromBinlog = binlogRows.map(makeRowWriter(columns, 'binlog'));
 
-        for (let i = 0; i < INSERTS.length; i++) expect(fromBinlog[i], `row ${i + 1}`).toStrictEqual(fromSnapshot[i]);
+        for (let i = 0; i < INSERTS.length; i++) expect(fromBinlog[i], `row ${i + 1}`).toBe(fromSnapshot[i]);
         expect(fromStream).toStrictEqual(fromSnapshot);
-        expect(fromSnapshot).toStrictEqual(expectedRows());
-        // What a sink finally writes must survive JSON as well.
-        expect(JSON.parse(JSON.stringify(fromBinlog))).toStrictEqual(fromSnapshot);
+        expect(fromSnapshot.map((text) => JSON.parse(text) as unknown)).toStrictEqual(expectedRows());
       } finally {
         await snap.end();
         await streaming.promise().end();

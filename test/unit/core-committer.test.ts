@@ -49,8 +49,8 @@ const pos = (n: number): Position => ({ file: 'binlog.000004', pos: n });
 
 function change(id: number): ChangeEvent {
   return {
-    op: 'c', db: 'db', table: 't', key: { id }, before: null, after: { id, version: 1 },
-    source: { file: 'binlog.000004', pos: 1000 + id, row: 0, gtid: null, serverId: 1, tsMs: 1, snapshot: false, txId: null },
+    op: 'c', db: 'db', table: 't', key: JSON.stringify({ id }), before: null, after: JSON.stringify({ id, version: 1 }), row: 0,
+    source: { file: 'binlog.000004', pos: 1000 + id, gtid: null, serverId: 1, tsMs: 1, snapshot: false },
   };
 }
 
@@ -60,7 +60,7 @@ function outputIds(): number[] {
 
 function recordsOf(events: ChangeEvent[]): OutputRecord[] {
   const out: OutputRecord[] = [];
-  for (const e of events) encoder.encode(e, out);
+  for (const e of events) encoder.encode(e, out, 1);
   return out;
 }
 

@@ -4,7 +4,7 @@ import {
   BINLOG_CONNECTION_OPTIONS,
   encodeValue,
   float32AsDisplayed,
-  makeRowEncoder,
+  makeRowWriter,
   parseJsonExact,
   repairNegativeTime,
   SNAPSHOT_CONNECTION_OPTIONS,
@@ -38,17 +38,41 @@ describe('connection options', () => {
   });
 });
 
-describe('makeRowEncoder', () => {
+describe('makeRowWriter', () => {
   const columns = [col('id', 'int'), col('name', 'varchar', 'varchar(20)'), col('constructor', 'int')];
 
   it('leaves out columns the raw row does not have, even ones named like Object members', () => {
-    const encode = makeRowEncoder(columns, 'binlog');
-    expect(encode({ id: 1 })).toStrictEqual({ id: 1 });
-    expect(encode({ id: 2, name: null, constructor: 3 })).toStrictEqual({ id: 2, name: null, constructor: 3 });
+    const write = makeRowWriter(columns, 'binlog');
+    expect(write({ id: 1 })).toBe('{"id":1}');
+    expect(write({ id: 2, name: null, constructor: 3 })).toBe('{"id":2,"name":null,"constructor":3}');
   });
 
-  it('maps undefined to null', () => {
-    expect(makeRowEncoder(columns, 'snapshot')({ id: 1, name: undefined })).toStrictEqual({ id: 1, name: null });
+  it('writes a column named __proto__ as a field', () => {
+    const write = makeRowWriter([col('__proto__', 'int'), col('x', 'varchar', 'varchar(5)')], 'snapshot');
+    expect(write(JSON.parse('{"__proto__": 5, "x": "a"}') as Record<string, unknown>)).toBe('{"__proto__":5,"x":"a"}');
+  });
+
+  it('writes integer-only keys by concatenation, falling back for NULL and missing values', () => {
+    const write = makeRowWriter([col('a', 'int'), col('b', 'smallint')], 'binlog');
+    expect(write({ a: -7, b: 0 })).toBe('{"a":-7,"b":0}');
+    expect(write({ a: null, b: 3 })).toBe('{"a":null,"b":3}');
+    expect(write({ b: 3 })).toBe('{"b":3}');
+  });
+
+  it('is exactly JSON.stringify of the canonical values, in column order', () => {
+    const mixed = [
+      col('i', 'int'),
+      col('big', 'bigint'),
+      col('s', 'varchar', 'varchar(50)'),
+      col('dt', 'datetime', 'datetime(6)'),
+      col('j', 'json'),
+      col('set', 'set', "set('a','b')"),
+      col('bin', 'varbinary', 'varbinary(4)'),
+      col('f', 'double'),
+    ];
+    const raw = { i: 1, big: '9007199254740993', s: 'quote " backslash \\ newline \n 😀', dt: '2024-02-29 23:59:59.000001', j: '{"k": [1, 2.5]}', set: 'a,b', bin: Buffer.from([1, 2]), f: -0 };
+    const canonical = Object.fromEntries(mixed.map((c) => [c.name, encodeValue(c, raw[c.name as keyof typeof raw], 'snapshot')]));
+    expect(makeRowWriter(mixed, 'snapshot')(raw)).toBe(JSON.stringify(canonical));
   });
 });
 
