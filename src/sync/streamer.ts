@@ -42,6 +42,8 @@ export class Streamer {
   private snapshotLink: SourceLink | null = null;
   private lastChunkMs = 0;
   private lastRequestPollMs = 0;
+  /** The last commit handed to the committer (see startCommit). */
+  private committing: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly config: Config,
@@ -63,12 +65,12 @@ export class Streamer {
    * transaction can hold any number of them, so counting transactions would not bound memory.
    */
   private get backlogFull(): boolean {
-    return this.queuedChanges > 100_000 || this.queue.length > 10_000;
+    return this.queuedChanges > 20_000 || this.queue.length > 10_000;
   }
 
   private get backlogLow(): boolean {
     // Resumed well before the backlog runs dry, so the socket refills while the rest is processed.
-    return this.queuedChanges < 50_000 && this.queue.length < 5000;
+    return this.queuedChanges < 10_000 && this.queue.length < 5000;
   }
 
   private notify(): void {
@@ -320,27 +322,26 @@ export class Streamer {
       }
       for (const [name, keys] of keysByTable) await this.filter.needsLookup(name, tx.end)?.prepare(keys);
     }
+    const pass = (name: string, st: SnapshotTable, raw: Record<string, unknown>) => !filtering || this.filter.passes(name, keyOf(raw, st.keyColumns, 'binlog'), tx.end);
     for (let i = 0; i < changes.length; i++) {
       const { name, st } = tables[i]!;
       const { db, table } = st.schema;
       const { before, after } = changes[i]!;
-      const pass = (raw: Record<string, unknown>) => !filtering || this.filter.passes(name, keyOf(raw, st.keyColumns, 'binlog'), tx.end);
-      const ev = (op: ChangeEvent['op'], key: string, b: string | null, a: string | null): ChangeEvent => ({ op, db, table, key, before: b, after: a, row: row++, source });
       if (before && after) {
         const oldKey = st.binlogKey(before);
         const newKey = st.binlogKey(after);
         // Canonical key text is equal exactly when every key value is.
         if (oldKey === newKey) {
-          if (pass(after)) events.push(ev('u', newKey, st.binlogRow(before), st.binlogRow(after)));
+          if (pass(name, st, after)) events.push({ op: 'u', db, table, key: newKey, before: st.binlogRow(before), after: st.binlogRow(after), row: row++, source });
         } else {
           // A key change is a delete of the old key and a create of the new one, each judged on its own chunk.
-          if (pass(before)) events.push(ev('d', oldKey, st.binlogRow(before), null));
-          if (pass(after)) events.push(ev('c', newKey, null, st.binlogRow(after)));
+          if (pass(name, st, before)) events.push({ op: 'd', db, table, key: oldKey, before: st.binlogRow(before), after: null, row: row++, source });
+          if (pass(name, st, after)) events.push({ op: 'c', db, table, key: newKey, before: null, after: st.binlogRow(after), row: row++, source });
         }
       } else if (after) {
-        if (pass(after)) events.push(ev('c', st.binlogKey(after), null, st.binlogRow(after)));
+        if (pass(name, st, after)) events.push({ op: 'c', db, table, key: st.binlogKey(after), before: null, after: st.binlogRow(after), row: row++, source });
       } else if (before) {
-        if (pass(before)) events.push(ev('d', st.binlogKey(before), st.binlogRow(before), null));
+        if (pass(name, st, before)) events.push({ op: 'd', db, table, key: st.binlogKey(before), before: st.binlogRow(before), after: null, row: row++, source });
       }
     }
     if (tx.ddl.length > 0) await this.refreshSchemas(tx);
@@ -371,11 +372,23 @@ export class Streamer {
       (this.batchStartedMs > 0 && now - this.batchStartedMs >= this.config.commit.maxDelayMs) ||
       // A position with no captured change (heartbeats, other tables) is checkpointed at a calm pace.
       (idle && this.batch.length === 0 && now - this.lastFlushMs >= Math.max(1000, this.config.commit.maxDelayMs));
-    if (due) await this.flush();
+    if (due) await this.startCommit();
   }
 
+  /** Commits the batch and waits until every commit asked for is done. */
   private async flush(): Promise<void> {
+    await this.startCommit();
+    await this.committing;
+  }
+
+  /**
+   * Hands the batch to the committer without waiting for it to finish, so the stream fills the next
+   * batch while the sink writes this one. At most one commit is in flight: the next waits for it, and
+   * a failed commit fails the next call here (or flush), which ends the run.
+   */
+  private async startCommit(): Promise<void> {
     if (!this.batchEnd) return;
+    await this.committing;
     const events = this.batch;
     const end = this.batchEnd;
     const sourceTsMs = this.batchSourceTsMs;
@@ -386,26 +399,27 @@ export class Streamer {
     this.batchSourceTsMs = undefined;
     this.batchStartedMs = 0;
     this.lastFlushMs = Date.now();
-    await this.committer.commit(events, {
-      stream: end,
-      ...(sourceTsMs === undefined ? {} : { sourceTsMs }),
-      ...(chunksDone.length > 0 ? { chunksDone } : {}),
-    });
-    const observer = this.opts.observer;
-    if (observer) {
-      const byOp = new Map<string, number>();
-      for (const e of events) if (!e.source.snapshot) byOp.set(e.op, (byOp.get(e.op) ?? 0) + 1);
-      for (const [op, n] of byOp) observer.streamed?.(op, n);
-      // Asking the server costs a round trip: lag in bytes is refreshed every few seconds, not per commit.
-      let bytes: number | undefined;
-      if (Date.now() - this.lastLagProbeMs >= 5000) {
-        this.lastLagProbeMs = Date.now();
-        bytes = await this.tables.lagBytes(end).catch(() => undefined);
-      }
-      observer.committed?.(sourceTsMs, bytes);
-      for (const c of chunksDone) this.tables.chunkReported(c.table, c.rows);
-    }
+    const update = { stream: end, ...(sourceTsMs === undefined ? {} : { sourceTsMs }), ...(chunksDone.length > 0 ? { chunksDone } : {}) };
+    this.committing = this.committer.commit(events, update).then(() => this.committed(events, end, sourceTsMs, chunksDone));
+    // Observed here so a failure is not an unhandled rejection; it is raised by the next await of it.
+    this.committing.catch(() => {});
+  }
+
+  private async committed(events: ChangeEvent[], end: Position, sourceTsMs: number | undefined, chunksDone: ChunkDone[]): Promise<void> {
     this.committedSinceStart = true;
+    const observer = this.opts.observer;
+    if (!observer) return;
+    const byOp = new Map<string, number>();
+    for (const e of events) if (!e.source.snapshot) byOp.set(e.op, (byOp.get(e.op) ?? 0) + 1);
+    for (const [op, n] of byOp) observer.streamed?.(op, n);
+    // Asking the server costs a round trip: lag in bytes is refreshed every few seconds, not per commit.
+    let bytes: number | undefined;
+    if (Date.now() - this.lastLagProbeMs >= 5000) {
+      this.lastLagProbeMs = Date.now();
+      bytes = await this.tables.lagBytes(end).catch(() => undefined);
+    }
+    observer.committed?.(sourceTsMs, bytes);
+    for (const c of chunksDone) this.tables.chunkReported(c.table, c.rows);
   }
 }
 
