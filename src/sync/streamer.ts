@@ -44,6 +44,7 @@ export class Streamer {
   private lastRequestPollMs = 0;
   /** The last commit handed to the committer (see startCommit). */
   private committing: Promise<void> = Promise.resolve();
+  private commitFailure: Error | null = null;
 
   constructor(
     private readonly config: Config,
@@ -131,6 +132,7 @@ export class Streamer {
           return;
         }
         if (signal?.aborted) return;
+        if (this.commitFailure) throw this.commitFailure;
         if (this.failure) {
           const err = this.failure;
           this.failure = null;
@@ -401,8 +403,11 @@ export class Streamer {
     this.lastFlushMs = Date.now();
     const update = { stream: end, ...(sourceTsMs === undefined ? {} : { sourceTsMs }), ...(chunksDone.length > 0 ? { chunksDone } : {}) };
     this.committing = this.committer.commit(events, update).then(() => this.committed(events, end, sourceTsMs, chunksDone));
-    // Observed here so a failure is not an unhandled rejection; it is raised by the next await of it.
-    this.committing.catch(() => {});
+    // A failed commit ends the run at once, even when no further change comes to trigger the next commit.
+    this.committing.catch((err: Error) => {
+      this.commitFailure = err;
+      this.notify();
+    });
   }
 
   private async committed(events: ChangeEvent[], end: Position, sourceTsMs: number | undefined, chunksDone: ChunkDone[]): Promise<void> {

@@ -372,6 +372,24 @@ describe('kafka sink on mysql', () => {
     }
     await s.conn.end();
   });
+
+  it('stops with the error when a commit fails and no further change comes to trigger another', async () => {
+    const s = await setup('mysql', 7660, {
+      create: (conn, db) => createWorkloadTable(conn, db, 'orders', { rows: 50, key: 'int' }),
+    });
+    const old = tidemark(['sync', '-c', s.config]);
+    await old.waitForLog((l) => l.msg === 'streaming');
+    // The replacement's producer fences the old one; the old one learns it only when it next commits.
+    const replacement = writeConfig(s.dir, configFor({ flavour: 'mysql', serverId: 7665, db: s.db, dir: s.dir, name: s.name, prefix: s.prefix, brokers: s.brokers, opts: { checkpoint: 'other.sqlite' } }), 'replacement.yaml');
+    const next = tidemark(['sync', '-c', replacement]);
+    await next.waitForLog((l) => l.msg === 'streaming');
+    await s.conn.query(`INSERT INTO \`${s.db}\`.orders (id, version, payload, amount) VALUES (1000001, 1, 'last', 1.00)`);
+    const exit = await Promise.race([old.exited, sleep(20_000).then(() => ({ code: 'still running' }))]);
+    expect(exit.code, old.stderr.slice(-3000)).toBe(1);
+    expect(old.stderr).toMatch(/another tidemark instance with the connector name \S+ (took over|committed)/);
+    expect((await next.kill('SIGTERM')).code, next.stderr.slice(-3000)).toBe(0);
+    await s.conn.end();
+  });
 });
 
 async function waitFor(test: () => boolean, what: string, timeoutMs = 30_000): Promise<void> {
