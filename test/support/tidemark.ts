@@ -23,6 +23,17 @@ export function writeConfig(dir: string, config: Record<string, unknown>, file =
   return path;
 }
 
+const running = new Set<ChildProcess>();
+
+/**
+ * Kills every tidemark process a test started and left running, as a failed assertion does: run after
+ * each test (test/support/each-test.ts), so a failure cannot leave syncs behind to disturb later tests.
+ */
+export function killLeftovers(): void {
+  for (const child of running) child.kill('SIGKILL');
+  running.clear();
+}
+
 /** A running `tidemark` process, its log lines (JSON objects from stderr) and its exit. */
 export class TidemarkProcess {
   readonly child: ChildProcess;
@@ -34,6 +45,8 @@ export class TidemarkProcess {
 
   constructor(args: string[], env: NodeJS.ProcessEnv = {}) {
     this.child = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    running.add(this.child);
+    this.child.once('exit', () => running.delete(this.child));
     let partial = '';
     this.child.stderr!.on('data', (d: Buffer) => {
       this.stderr += d.toString();

@@ -1,0 +1,4 @@
+import { afterEach } from 'vitest';
+import { killLeftovers } from './tidemark.js';
+
+afterEach(killLeftovers);
