@@ -1,12 +1,10 @@
 import type mysql from 'mysql2/promise';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import { describe, expect, inject, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { canSelect, hasReplicationClient, hasReplicationSlave, parseGrants, type CheckResult } from '../../src/source/checks.js';
-import { FLAVOURS, freshDatabase, type Flavour } from '../support/db.js';
+import { FLAVOURS, freshDatabase, urlOf, type Flavour } from '../support/db.js';
 import { runTidemark, sourceFromUrl, tempDir, writeConfig } from '../support/tidemark.js';
-
-const urlOf = (flavour: Flavour) => inject(flavour === 'mysql' ? 'mysqlUrl' : 'mariadbUrl');
 
 interface CheckRun {
   code: number | null;

@@ -6,7 +6,7 @@ import { describe, expect, inject, it } from 'vitest';
 import type { OutputRecord } from '../../src/events/event.js';
 import { KafkaSink, type KafkaSinkConfig } from '../../src/sink/kafka.js';
 import { checkConsistency, formatReport, selectAllCanonical, type Envelope } from '../support/consistency.js';
-import { FLAVOURS, freshDatabase, type Flavour } from '../support/db.js';
+import { FLAVOURS, freshDatabase, urlOf, type Flavour } from '../support/db.js';
 import { asOutputLines, dataTopics, privateBroker, readCommitted, watch, type TopicMessage } from '../support/kafka.js';
 import { runTidemark, sourceFromUrl, tempDir, tidemark, writeConfig, type TidemarkProcess } from '../support/tidemark.js';
 import { createWorkloadTable, keyColumnsFor, startWriter, type KeyKind } from '../support/workload.js';
@@ -19,7 +19,6 @@ const TABLES: { table: string; key: KeyKind; rows: number }[] = [
 ];
 const writerTables = TABLES.map((t) => ({ table: t.table, key: t.key }));
 
-const urlOf = (flavour: Flavour) => inject(flavour === 'mysql' ? 'mysqlUrl' : 'mariadbUrl');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 interface Setup {

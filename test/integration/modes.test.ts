@@ -1,10 +1,10 @@
 import type mysql from 'mysql2/promise';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { describe, expect, inject, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { processList } from '../../src/source/server.js';
 import { checkConsistency, formatReport, readJsonl, selectAllCanonical, type ConsistencyOptions, type OutputLine } from '../support/consistency.js';
-import { FLAVOURS, freshDatabase, type Flavour } from '../support/db.js';
+import { FLAVOURS, freshDatabase, urlOf, type Flavour, type JsonlSetup } from '../support/db.js';
 import { runTidemark, sourceFromUrl, tempDir, tidemark, writeConfig, type TidemarkProcess } from '../support/tidemark.js';
 import { createWorkloadTable, startWriter } from '../support/workload.js';
 
@@ -12,17 +12,10 @@ const ROWS = 300;
 const TABLE = 'items';
 const NAME = 'modes';
 
-const urlOf = (flavour: Flavour) => inject(flavour === 'mysql' ? 'mysqlUrl' : 'mariadbUrl');
-
 // Each sync uses serverId..serverId+parallelism; ids 10 apart keep every test (and flavour) on its own.
 const serverIdOf = (flavour: Flavour, slot: number) => 7300 + slot * 20 + (flavour === 'mysql' ? 0 : 10);
 
-interface Setup {
-  db: string;
-  conn: mysql.Connection;
-  dir: string;
-  config: string;
-  out: string;
+interface Setup extends JsonlSetup {
   /** "db.items" */
   table: string;
 }

@@ -1,8 +1,8 @@
 import type mysql from 'mysql2/promise';
 import { join } from 'node:path';
-import { describe, expect, inject, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { checkConsistency, formatReport, readJsonl, selectAllCanonical, type OutputLine } from '../support/consistency.js';
-import { FLAVOURS, freshDatabase, type Flavour } from '../support/db.js';
+import { FLAVOURS, freshDatabase, urlOf, type Flavour } from '../support/db.js';
 import { runTidemark, sourceFromUrl, tempDir, tidemark, writeConfig } from '../support/tidemark.js';
 import { createWorkloadTable, keyColumnsFor, startWriter, type KeyKind } from '../support/workload.js';
 
@@ -10,7 +10,6 @@ const TABLES: { table: string; key: KeyKind; rows: number }[] = [
   { table: 'orders', key: 'int', rows: 3000 },
   { table: 'customers', key: 'string', rows: 2000 },
 ];
-const urlOf = (flavour: Flavour) => inject(flavour === 'mysql' ? 'mysqlUrl' : 'mariadbUrl');
 const writerTables = TABLES.map((t) => ({ table: t.table, key: t.key }));
 // Chunk reads are stretched so writes land inside the chunks being read while the stream runs.
 const SLOW_CHUNKS = { TIDEMARK_TEST_CHUNK_DELAY_MS: '20' };

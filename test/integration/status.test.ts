@@ -4,25 +4,18 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import type mysql from 'mysql2/promise';
-import { describe, expect, inject, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { StatusReport, TableStatus } from '../../src/cli/status.js';
 import { checkConsistency, formatReport, readJsonl, selectAllCanonical } from '../support/consistency.js';
-import { FLAVOURS, freshDatabase, type Flavour } from '../support/db.js';
+import { FLAVOURS, freshDatabase, urlOf, type Flavour, type JsonlSetup } from '../support/db.js';
 import { runTidemark, sourceFromUrl, tempDir, tidemark, writeConfig } from '../support/tidemark.js';
 import { createWorkloadTable } from '../support/workload.js';
 
 const NAME = 'status-test';
 const TABLE = 'items';
 
-const urlOf = (flavour: Flavour) => inject(flavour === 'mysql' ? 'mysqlUrl' : 'mariadbUrl');
-
-interface Setup {
-  db: string;
-  conn: mysql.Connection;
-  dir: string;
-  config: string;
+interface Setup extends JsonlSetup {
   checkpoint: string;
-  out: string;
   table: string;
 }
 

@@ -1,8 +1,7 @@
-import type mysql from 'mysql2/promise';
 import { join } from 'node:path';
-import { describe, expect, inject, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { checkConsistency, formatReport, readJsonl, selectAllCanonical } from '../support/consistency.js';
-import { FLAVOURS, freshDatabase, type Flavour } from '../support/db.js';
+import { FLAVOURS, freshDatabase, urlOf, type Flavour, type JsonlSetup } from '../support/db.js';
 import { runTidemark, sourceFromUrl, tempDir, tidemark, writeConfig } from '../support/tidemark.js';
 import { createWorkloadTable, keyColumnsFor, startWriter, type KeyKind } from '../support/workload.js';
 
@@ -13,15 +12,7 @@ const TABLES: { table: string; key: KeyKind; rows: number }[] = [
   { table: 'lines', key: 'composite', rows: 5_000 },
 ];
 
-const urlOf = (flavour: Flavour) => inject(flavour === 'mysql' ? 'mysqlUrl' : 'mariadbUrl');
-
-interface Setup {
-  db: string;
-  conn: mysql.Connection;
-  dir: string;
-  config: string;
-  out: string;
-}
+type Setup = JsonlSetup;
 
 /** Fresh tables large enough for dozens of 250-row chunks, and a config capturing them. */
 async function setup(flavour: Flavour, serverId: number): Promise<Setup> {

@@ -1,9 +1,9 @@
 import { join } from 'node:path';
 import { isDeepStrictEqual as isEqual } from 'node:util';
-import { describe, expect, inject, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { ALL_TYPES_DDL, ALL_TYPES_INSERTS, expectedAllTypesRows } from '../support/all-types.js';
 import { readJsonl, type Envelope, type Row } from '../support/consistency.js';
-import { FLAVOURS, freshDatabase, type Flavour } from '../support/db.js';
+import { FLAVOURS, freshDatabase, urlOf } from '../support/db.js';
 import { runTidemark, sourceFromUrl, tempDir, writeConfig } from '../support/tidemark.js';
 
 // values.test.ts proves the encoder in-process on the same table; this file proves the same values survive
@@ -13,8 +13,6 @@ const DDL = ALL_TYPES_DDL;
 const INSERTS = ALL_TYPES_INSERTS;
 const N = INSERTS.length;
 const expectedRows = expectedAllTypesRows;
-
-const urlOf = (flavour: Flavour) => inject(flavour === 'mysql' ? 'mysqlUrl' : 'mariadbUrl');
 
 function withoutId(row: Row | null | undefined): Row | null | undefined {
   if (!row) return row;

@@ -10,22 +10,11 @@ import {
   SNAPSHOT_CONNECTION_OPTIONS,
   SNAPSHOT_SESSION_SQL,
 } from '../../src/events/values.js';
+import { col as column } from '../support/columns.js';
 
+/** The shared column builder, taking the column type (e.g. 'bigint unsigned', 'datetime(6)') third. */
 function col(name: string, dataType: string, columnType = dataType, extra: Partial<ColumnInfo> = {}): ColumnInfo {
-  return {
-    name,
-    dataType,
-    columnType,
-    unsigned: columnType.includes('unsigned'),
-    nullable: true,
-    charset: null,
-    collation: null,
-    numericPrecision: null,
-    numericScale: null,
-    datetimePrecision: null,
-    isJson: dataType === 'json',
-    ...extra,
-  };
+  return column(name, dataType, { columnType, unsigned: columnType.includes('unsigned'), ...extra });
 }
 
 const both = ['snapshot', 'binlog'] as const;
