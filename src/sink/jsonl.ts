@@ -74,7 +74,7 @@ export class JsonlSink implements Sink {
 
   prepare(records: OutputRecord[]): JsonlBatch {
     const bytes = encodeLines(records);
-    return { records, bytes, state: String(this.length + bytes.length) };
+    return { bytes, state: String(this.length + bytes.length) };
   }
 
   async commit(batch: PreparedBatch): Promise<void> {

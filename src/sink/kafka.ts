@@ -225,7 +225,7 @@ export class KafkaSink implements Sink {
       push(this.offsetsTopic, { key: this.name, value }, value.length);
     }
     if (slice.size > 0) slices.push(toTopicMessages(slice));
-    return { records, state, slices, topics: [...topics], commit };
+    return { state, slices, topics: [...topics], commit };
   }
 
   async commit(batch: PreparedBatch): Promise<void> {

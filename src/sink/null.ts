@@ -14,8 +14,8 @@ export class NullSink implements Sink {
 
   async open(): Promise<void> {}
 
-  prepare(records: OutputRecord[], seq: number): PreparedBatch {
-    return { records, state: String(seq) };
+  prepare(_records: OutputRecord[], seq: number): PreparedBatch {
+    return { state: String(seq) };
   }
 
   async commit(): Promise<void> {}

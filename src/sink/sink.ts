@@ -1,8 +1,10 @@
 import type { OutputRecord } from '../events/event.js';
 
-/** A batch encoded for one sink commit, with the sink state it leaves behind once committed. */
+/**
+ * A batch encoded for one sink commit, with the sink state it leaves behind once committed. It holds
+ * the sink's own form of the records, not the records, so they can be collected while it is written.
+ */
 export interface PreparedBatch {
-  records: OutputRecord[];
   /** Opaque to everything but the sink; stored with the checkpoint (ARCHITECTURE §4). */
   state: string;
 }

@@ -2,6 +2,10 @@ import type { OutputRecord } from '../events/event.js';
 import { encodeLines } from './jsonl.js';
 import type { PreparedBatch, Sink } from './sink.js';
 
+interface StdoutBatch extends PreparedBatch {
+  bytes: Buffer;
+}
+
 /**
  * JSON lines on standard output, for piping. At-least-once: a pipe cannot say what its reader
  * received, so after a crash the last uncommitted batch is written again.
@@ -15,12 +19,12 @@ export class StdoutSink implements Sink {
 
   async open(): Promise<void> {}
 
-  prepare(records: OutputRecord[], seq: number): PreparedBatch {
-    return { records, state: String(seq) };
+  prepare(records: OutputRecord[], seq: number): StdoutBatch {
+    return { bytes: encodeLines(records), state: String(seq) };
   }
 
   async commit(batch: PreparedBatch): Promise<void> {
-    const bytes = encodeLines(batch.records);
+    const { bytes } = batch as StdoutBatch;
     if (!process.stdout.write(bytes)) await new Promise<void>((resolve) => process.stdout.once('drain', resolve));
   }
 

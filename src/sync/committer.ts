@@ -27,17 +27,26 @@ export class Committer {
     await this.sink.open(this.store.sinkState());
   }
 
+  /**
+   * Encodes and commits `events`. The events and their text are let go as soon as the sink has its own
+   * form of them (the jsonl sink's bytes), not kept while the sink writes: a snapshot reads the next chunk
+   * meanwhile, and keeping both alive makes the garbage collector copy them into the old generation.
+   */
   commit(events: ChangeEvent[], update: CheckpointUpdate): Promise<void> {
+    const job: { events: ChangeEvent[] | null } = { events };
     const next = this.chain.then(async () => {
-      const records: OutputRecord[] = [];
+      let records: OutputRecord[] | null = [];
       const now = Date.now();
-      for (const e of events) this.encoder.encode(e, records, now);
+      for (const e of job.events!) this.encoder.encode(e, records, now);
+      job.events = null;
+      const count = records.length;
       const seq = this.store.lastCommittedSeq() + 1;
       const batch = this.sink.prepare(records, seq);
+      records = null;
       this.store.beginCommit(update, batch.state);
       await this.sink.commit(batch);
       this.store.finishCommit(seq);
-      this.committedRecords += records.length;
+      this.committedRecords += count;
     });
     this.chain = next.catch(() => {});
     return next;

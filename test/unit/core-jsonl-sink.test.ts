@@ -58,7 +58,6 @@ describe('JsonlSink', () => {
     const first = s.prepare([rec(1), rec(2, { note: 'ünï' })]);
     const firstBytes = Buffer.byteLength(line(rec(1)) + line(rec(2, { note: 'ünï' })));
     expect(first.state).toBe(String(firstBytes));
-    expect(first.records).toEqual([rec(1), rec(2, { note: 'ünï' })]);
     // Preparing writes nothing.
     expect(statSync(path).size).toBe(0);
     await s.commit(first);
