@@ -78,6 +78,8 @@ const parse = <T>(v: string | null): T | null => (v === null ? null : (JSON.pars
  * before the sink commits and applied after, and a restart asks the sink about a pending one.
  */
 export class CheckpointStore {
+  private readonly statements = new Map<string, Database.Statement>();
+
   private constructor(private readonly db: Database.Database) {}
 
   static open(path: string): CheckpointStore {
@@ -105,14 +107,24 @@ export class CheckpointStore {
     this.db.close();
   }
 
+  /** A prepared statement, compiled once per store: the stream asks for its position for every transaction. */
+  private sql(text: string): Database.Statement {
+    let statement = this.statements.get(text);
+    if (!statement) {
+      statement = this.db.prepare(text);
+      this.statements.set(text, statement);
+    }
+    return statement;
+  }
+
   private meta(key: string): string | undefined {
-    const row = this.db.prepare('SELECT value FROM meta WHERE key = ?').get(key) as { value: string } | undefined;
+    const row = this.sql('SELECT value FROM meta WHERE key = ?').get(key) as { value: string } | undefined;
     return row?.value;
   }
 
   private setMeta(key: string, value: string | null): void {
-    if (value === null) this.db.prepare('DELETE FROM meta WHERE key = ?').run(key);
-    else this.db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value').run(key, value);
+    if (value === null) this.sql('DELETE FROM meta WHERE key = ?').run(key);
+    else this.sql('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value').run(key, value);
   }
 
   sourceIdentity(): SourceIdentity | undefined {
@@ -141,7 +153,7 @@ export class CheckpointStore {
   }
 
   tables(): TableProgress[] {
-    const rows = this.db.prepare('SELECT * FROM tables ORDER BY name').all() as {
+    const rows = this.sql('SELECT * FROM tables ORDER BY name').all() as {
       name: string; state: TableState; chunk_key: string; chunks_total: number | null; rows_estimate: number | null; snapshot_rows: number; again: number;
     }[];
     return rows.map((r) => ({
@@ -151,11 +163,11 @@ export class CheckpointStore {
   }
 
   addTable(name: string, state: TableState, chunkKey: string[], rowsEstimate: number | null): void {
-    this.db.prepare('INSERT INTO tables (name, state, chunk_key, rows_estimate) VALUES (?, ?, ?, ?)').run(name, state, JSON.stringify(chunkKey), rowsEstimate);
+    this.sql('INSERT INTO tables (name, state, chunk_key, rows_estimate) VALUES (?, ?, ?, ?)').run(name, state, JSON.stringify(chunkKey), rowsEstimate);
   }
 
   chunks(table: string): ChunkRecord[] {
-    const rows = this.db.prepare('SELECT * FROM chunks WHERE table_name = ? ORDER BY idx').all(table) as {
+    const rows = this.sql('SELECT * FROM chunks WHERE table_name = ? ORDER BY idx').all(table) as {
       table_name: string; idx: number; lo: string | null; hi: string | null; status: 'pending' | 'done'; lw: string | null; hw: string | null; rows: number | null;
     }[];
     return rows.map((r) => ({
@@ -165,19 +177,19 @@ export class CheckpointStore {
   }
 
   doneChunks(table: string): number {
-    return (this.db.prepare("SELECT COUNT(*) AS n FROM chunks WHERE table_name = ? AND status = 'done'").get(table) as { n: number }).n;
+    return (this.sql("SELECT COUNT(*) AS n FROM chunks WHERE table_name = ? AND status = 'done'").get(table) as { n: number }).n;
   }
 
   /** Records a newly split chunk; the last one (no upper bound) also fixes the table's chunk count. */
   addChunk(table: string, idx: number, lo: KeyTuple | null, hi: KeyTuple | null): void {
     this.db.transaction(() => {
-      this.db.prepare('INSERT INTO chunks (table_name, idx, lo, hi, status) VALUES (?, ?, ?, ?, ?)').run(table, idx, json(lo), json(hi), 'pending');
-      if (hi === null) this.db.prepare('UPDATE tables SET chunks_total = ? WHERE name = ?').run(idx + 1, table);
+      this.sql('INSERT INTO chunks (table_name, idx, lo, hi, status) VALUES (?, ?, ?, ?, ?)').run(table, idx, json(lo), json(hi), 'pending');
+      if (hi === null) this.sql('UPDATE tables SET chunks_total = ? WHERE name = ?').run(idx + 1, table);
     }).immediate();
   }
 
   pendingCommit(): PendingCommit | undefined {
-    const row = this.db.prepare('SELECT * FROM commits ORDER BY seq LIMIT 1').get() as { seq: number; update_json: string; sink_state: string } | undefined;
+    const row = this.sql('SELECT * FROM commits ORDER BY seq LIMIT 1').get() as { seq: number; update_json: string; sink_state: string } | undefined;
     return row && { seq: row.seq, update: JSON.parse(row.update_json) as CheckpointUpdate, sinkState: row.sink_state };
   }
 
@@ -185,7 +197,7 @@ export class CheckpointStore {
   beginCommit(update: CheckpointUpdate, sinkState: string): number {
     if (this.pendingCommit()) throw new Error('a sink commit is already pending');
     const seq = this.lastCommittedSeq() + 1;
-    this.db.prepare('INSERT INTO commits (seq, update_json, sink_state, created_ms) VALUES (?, ?, ?, ?)').run(seq, JSON.stringify(update), sinkState, Date.now());
+    this.sql('INSERT INTO commits (seq, update_json, sink_state, created_ms) VALUES (?, ?, ?, ?)').run(seq, JSON.stringify(update), sinkState, Date.now());
     return seq;
   }
 
@@ -195,9 +207,9 @@ export class CheckpointStore {
       const pending = this.pendingCommit();
       if (!pending || pending.seq !== seq) throw new Error(`no pending commit ${seq}`);
       const { update } = pending;
-      const markDone = this.db.prepare('UPDATE chunks SET status = ?, lw = ?, hw = ?, rows = ? WHERE table_name = ? AND idx = ?');
-      const addRows = this.db.prepare('UPDATE tables SET snapshot_rows = snapshot_rows + ? WHERE name = ?');
-      const finishTable = this.db.prepare(
+      const markDone = this.sql('UPDATE chunks SET status = ?, lw = ?, hw = ?, rows = ? WHERE table_name = ? AND idx = ?');
+      const addRows = this.sql('UPDATE tables SET snapshot_rows = snapshot_rows + ? WHERE name = ?');
+      const finishTable = this.sql(
         `UPDATE tables SET state = 'streaming' WHERE name = ? AND chunks_total =
            (SELECT COUNT(*) FROM chunks WHERE table_name = ? AND status = 'done')`,
       );
@@ -211,13 +223,13 @@ export class CheckpointStore {
       this.setMeta('sink_state', pending.sinkState);
       this.setMeta('last_seq', String(seq));
       this.setMeta('last_commit_ms', String(Date.now()));
-      this.db.prepare('DELETE FROM commits WHERE seq = ?').run(seq);
+      this.sql('DELETE FROM commits WHERE seq = ?').run(seq);
     }).immediate();
   }
 
   /** The sink never received the pending commit: forget it, its output will be produced again. */
   discardPending(seq: number): void {
-    this.db.prepare('DELETE FROM commits WHERE seq = ?').run(seq);
+    this.sql('DELETE FROM commits WHERE seq = ?').run(seq);
   }
 
   lastCommitMs(): number | undefined {
@@ -233,14 +245,14 @@ export class CheckpointStore {
 
   /** Asks for a fresh snapshot of these tables (`tidemark snapshot`); a running sync polls for it. */
   requestSnapshot(tables: string[]): void {
-    const add = this.db.prepare('INSERT INTO snapshot_requests (table_name, requested_ms) VALUES (?, ?) ON CONFLICT(table_name) DO NOTHING');
+    const add = this.sql('INSERT INTO snapshot_requests (table_name, requested_ms) VALUES (?, ?) ON CONFLICT(table_name) DO NOTHING');
     this.db.transaction(() => {
       for (const t of tables) add.run(t, Date.now());
     }).immediate();
   }
 
   snapshotRequests(): string[] {
-    return (this.db.prepare('SELECT table_name FROM snapshot_requests ORDER BY requested_ms').all() as { table_name: string }[]).map((r) => r.table_name);
+    return (this.sql('SELECT table_name FROM snapshot_requests ORDER BY requested_ms').all() as { table_name: string }[]).map((r) => r.table_name);
   }
 
   /**
@@ -249,8 +261,8 @@ export class CheckpointStore {
    */
   restartTableSnapshot(name: string, chunkKey: string[], rowsEstimate: number | null, again: boolean): void {
     this.db.transaction(() => {
-      this.db.prepare('DELETE FROM chunks WHERE table_name = ?').run(name);
-      this.db.prepare('DELETE FROM snapshot_requests WHERE table_name = ?').run(name);
+      this.sql('DELETE FROM chunks WHERE table_name = ?').run(name);
+      this.sql('DELETE FROM snapshot_requests WHERE table_name = ?').run(name);
       this.db
         .prepare(
           `INSERT INTO tables (name, state, chunk_key, rows_estimate, again) VALUES (?, 'snapshotting', ?, ?, ?)

@@ -175,15 +175,27 @@ export class RunContext {
         const item = await queue.next();
         if (item.done) return;
         const { table, chunk } = item.value;
-        const { events, result } = await this.readChunkEvents(link, table, chunk, this.ids.first + 1 + w);
-        if (this.aborted) return;
-        await this.committer.commit(events, { chunksDone: [{ table: table.name, idx: chunk.idx, lw: result.lw, hw: result.hw, rows: events.length }] });
-        this.chunkReported(table.name, events.length);
-        this.log('chunk done', { table: table.name, chunk: chunk.idx, rows: events.length, backfilled: result.backfilled });
+        const read = await this.readAndCommit(link, table, chunk, this.ids.first + 1 + w);
+        if (!read) return;
+        await read.committed;
+        this.chunkReported(table.name, read.rows);
+        this.log('chunk done', { table: table.name, chunk: chunk.idx, rows: read.rows, backfilled: read.backfilled });
       }
     } finally {
       await link.end();
     }
+  }
+
+  /**
+   * Reads a chunk and hands it to the committer; returns only counts, so the chunk worker holds none
+   * of the rows while the commit runs (the committer lets them go once the sink has encoded them).
+   */
+  private async readAndCommit(link: SourceLink, table: CapturedTable, chunk: ChunkRecord, serverId: number): Promise<{ committed: Promise<void>; rows: number; backfilled: number } | undefined> {
+    const { events, result } = await this.readChunkEvents(link, table, chunk, serverId);
+    if (this.aborted) return undefined;
+    const rows = events.length;
+    const committed = this.committer.commit(events, { chunksDone: [{ table: table.name, idx: chunk.idx, lw: result.lw, hw: result.hw, rows }] });
+    return { committed, rows, backfilled: result.backfilled };
   }
 
   async stream(): Promise<void> {

@@ -402,7 +402,10 @@ export class Streamer {
     this.batchStartedMs = 0;
     this.lastFlushMs = Date.now();
     const update = { stream: end, ...(sourceTsMs === undefined ? {} : { sourceTsMs }), ...(chunksDone.length > 0 ? { chunksDone } : {}) };
-    this.committing = this.committer.commit(events, update).then(() => this.committed(events, end, sourceTsMs, chunksDone));
+    // Counted now, so the events can be collected while the sink writes them.
+    const byOp = new Map<string, number>();
+    if (this.opts.observer) for (const e of events) if (!e.source.snapshot) byOp.set(e.op, (byOp.get(e.op) ?? 0) + 1);
+    this.committing = this.committer.commit(events, update).then(() => this.committed(byOp, end, sourceTsMs, chunksDone));
     // A failed commit ends the run at once, even when no further change comes to trigger the next commit.
     this.committing.catch((err: Error) => {
       this.commitFailure = err;
@@ -410,12 +413,10 @@ export class Streamer {
     });
   }
 
-  private async committed(events: ChangeEvent[], end: Position, sourceTsMs: number | undefined, chunksDone: ChunkDone[]): Promise<void> {
+  private async committed(byOp: Map<string, number>, end: Position, sourceTsMs: number | undefined, chunksDone: ChunkDone[]): Promise<void> {
     this.committedSinceStart = true;
     const observer = this.opts.observer;
     if (!observer) return;
-    const byOp = new Map<string, number>();
-    for (const e of events) if (!e.source.snapshot) byOp.set(e.op, (byOp.get(e.op) ?? 0) + 1);
     for (const [op, n] of byOp) observer.streamed?.(op, n);
     // Asking the server costs a round trip: lag in bytes is refreshed every few seconds, not per commit.
     let bytes: number | undefined;
