@@ -92,7 +92,7 @@ function isSmallInteger(column: ColumnInfo): boolean {
  * for text), so the raw value can go to JSON.stringify as it is; undefined only for a missing column.
  */
 function passesUnchanged(column: ColumnInfo): boolean {
-  return SMALL_INTEGERS.has(column.dataType) || (TEXT.has(column.dataType) && !column.isJson);
+  return isSmallInteger(column) || (TEXT.has(column.dataType) && !column.isJson);
 }
 
 const SMALL_INTEGERS = new Set(['tinyint', 'smallint', 'mediumint', 'int']);

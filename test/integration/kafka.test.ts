@@ -5,11 +5,11 @@ import { join } from 'node:path';
 import { describe, expect, inject, it } from 'vitest';
 import type { OutputRecord } from '../../src/events/event.js';
 import { KafkaSink, type KafkaSinkConfig } from '../../src/sink/kafka.js';
-import { checkConsistency, formatReport, selectAllCanonical, type Envelope } from '../support/consistency.js';
+import { checkConsistency, formatReport, type Envelope } from '../support/consistency.js';
 import { FLAVOURS, freshDatabase, urlOf, type Flavour } from '../support/db.js';
 import { asOutputLines, dataTopics, privateBroker, readCommitted, watch, type TopicMessage } from '../support/kafka.js';
 import { runTidemark, sourceFromUrl, tempDir, tidemark, writeConfig, type TidemarkProcess } from '../support/tidemark.js';
-import { createWorkloadTable, keyColumnsFor, startWriter, type KeyKind } from '../support/workload.js';
+import { createWorkloadTable, sourceState, startWriter, type KeyKind } from '../support/workload.js';
 
 const TABLES: { table: string; key: KeyKind; rows: number }[] = [
   { table: 'orders', key: 'int', rows: 5_000 },
@@ -72,13 +72,7 @@ async function expectConsistent(s: Setup): Promise<TopicMessage[]> {
   const topics = await dataTopics(s.brokers, s.prefix);
   expect(topics).toEqual(TABLES.map((t) => `${s.prefix}.${s.db}.${t.table}`).sort());
   const messages = await readCommitted(s.brokers, topics);
-  const source = new Map<string, Record<string, unknown>[]>();
-  const keyColumns: Record<string, string[]> = {};
-  for (const t of TABLES) {
-    const name = `${s.db}.${t.table}`;
-    keyColumns[name] = keyColumnsFor(t.key);
-    source.set(name, await selectAllCanonical(s.conn, s.db, t.table, keyColumns[name]!));
-  }
+  const { source, keyColumns } = await sourceState(s.conn, s.db, TABLES);
   const report = checkConsistency(asOutputLines(messages), source, { keyColumns, allowUnpairedMoves: true });
   expect(report.ok, formatReport(report)).toBe(true);
   expect(report.counts.events.r).toBeGreaterThanOrEqual(TABLES.reduce((n, t) => n + t.rows, 0) - 2000);

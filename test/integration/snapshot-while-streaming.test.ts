@@ -1,10 +1,10 @@
 import type mysql from 'mysql2/promise';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { checkConsistency, formatReport, readJsonl, selectAllCanonical, type OutputLine } from '../support/consistency.js';
+import { checkConsistency, formatReport, readJsonl, type OutputLine } from '../support/consistency.js';
 import { FLAVOURS, freshDatabase, urlOf, type Flavour } from '../support/db.js';
 import { runTidemark, sourceFromUrl, tempDir, tidemark, writeConfig } from '../support/tidemark.js';
-import { createWorkloadTable, keyColumnsFor, startWriter, type KeyKind } from '../support/workload.js';
+import { createWorkloadTable, sourceState, startWriter, type KeyKind } from '../support/workload.js';
 
 const TABLES: { table: string; key: KeyKind; rows: number }[] = [
   { table: 'orders', key: 'int', rows: 3000 },
@@ -32,12 +32,7 @@ async function setup(flavour: Flavour, serverId: number, tables: string[]) {
 }
 
 async function consistency(conn: mysql.Connection, db: string, out: string, allowReread: Set<string>) {
-  const source = new Map<string, Record<string, unknown>[]>();
-  const keyColumns: Record<string, string[]> = {};
-  for (const t of TABLES) {
-    keyColumns[`${db}.${t.table}`] = keyColumnsFor(t.key);
-    source.set(`${db}.${t.table}`, await selectAllCanonical(conn, db, t.table, keyColumnsFor(t.key)));
-  }
+  const { source, keyColumns } = await sourceState(conn, db, TABLES);
   const lines = readJsonl(out);
   const report = checkConsistency(lines, source, { keyColumns, allowReread, allowUnpairedMoves: true });
   expect(report.ok, formatReport(report)).toBe(true);

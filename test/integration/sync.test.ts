@@ -1,9 +1,9 @@
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { checkConsistency, formatReport, readJsonl, selectAllCanonical } from '../support/consistency.js';
+import { checkConsistency, formatReport, readJsonl } from '../support/consistency.js';
 import { FLAVOURS, freshDatabase, urlOf, type Flavour, type JsonlSetup } from '../support/db.js';
 import { runTidemark, sourceFromUrl, tempDir, tidemark, writeConfig } from '../support/tidemark.js';
-import { createWorkloadTable, keyColumnsFor, startWriter, type KeyKind } from '../support/workload.js';
+import { createWorkloadTable, sourceState, startWriter, type KeyKind } from '../support/workload.js';
 
 const TABLES: { table: string; key: KeyKind; rows: number }[] = [
   { table: 'orders', key: 'int', rows: 12_000 },
@@ -33,13 +33,7 @@ async function setup(flavour: Flavour, serverId: number): Promise<Setup> {
 }
 
 async function expectConsistent(s: Setup): Promise<void> {
-  const source = new Map<string, Record<string, unknown>[]>();
-  const keyColumns: Record<string, string[]> = {};
-  for (const t of TABLES) {
-    const name = `${s.db}.${t.table}`;
-    keyColumns[name] = keyColumnsFor(t.key);
-    source.set(name, await selectAllCanonical(s.conn, s.db, t.table, keyColumns[name]!));
-  }
+  const { source, keyColumns } = await sourceState(s.conn, s.db, TABLES);
   const report = checkConsistency(readJsonl(s.out), source, { keyColumns, allowUnpairedMoves: true });
   expect(report.ok, formatReport(report)).toBe(true);
   expect(report.counts.events.r).toBeGreaterThanOrEqual(TABLES.reduce((n, t) => n + t.rows, 0) - 2000);

@@ -1,4 +1,5 @@
 import mysql from 'mysql2/promise';
+import { selectAllCanonical } from './consistency.js';
 
 /** The primary-key shapes the end-to-end tests capture. */
 export type KeyKind = 'int' | 'sparse-int' | 'string' | 'composite';
@@ -418,4 +419,23 @@ export function startWriter(url: string, db: string, tables: WriterTable[], opts
       return structuredClone(stats);
     },
   };
+}
+
+/**
+ * What the consistency check compares an output with: the rows of each workload table as the source holds
+ * them now, by `db.table`, and each table's key columns.
+ */
+export async function sourceState(
+  conn: mysql.Connection,
+  db: string,
+  tables: { table: string; key: KeyKind }[],
+): Promise<{ source: Map<string, Record<string, unknown>[]>; keyColumns: Record<string, string[]> }> {
+  const source = new Map<string, Record<string, unknown>[]>();
+  const keyColumns: Record<string, string[]> = {};
+  for (const t of tables) {
+    const name = `${db}.${t.table}`;
+    keyColumns[name] = keyColumnsFor(t.key);
+    source.set(name, await selectAllCanonical(conn, db, t.table, keyColumns[name]!));
+  }
+  return { source, keyColumns };
 }
