@@ -8,14 +8,19 @@
 //
 // Uses TIDEMARK_TEST_KAFKA_BROKERS when set, else starts the local test servers. Needs a built dist/
 // (npm run build). The records are Debezium envelopes of a sysbench-like row (about 400 bytes of JSON).
-import { Kafka, logLevel, Partitioners } from 'kafkajs';
+
 import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
+import { Kafka, logLevel, Partitioners } from 'kafkajs';
 import { provisionServers } from '../dist/devservers/provision.js';
 import { KafkaSink } from '../dist/sink/kafka.js';
 
 const { values: args } = parseArgs({
-  options: { records: { type: 'string', default: '200000' }, batch: { type: 'string', default: '100,1000,10000' }, partitions: { type: 'string', default: '1' } },
+  options: {
+    records: { type: 'string', default: '200000' },
+    batch: { type: 'string', default: '100,1000,10000' },
+    partitions: { type: 'string', default: '1' },
+  },
 });
 const RECORDS = Number(args.records);
 const BATCHES = args.batch.split(',').map(Number);
@@ -29,14 +34,35 @@ const NAME = `bench-${randomBytes(3).toString('hex')}`;
 function records() {
   const out = [];
   for (let id = 1; id <= RECORDS; id++) {
-    const after = { id, k: (id * 7919) % RECORDS, c: String(id).padStart(11, '0').repeat(10).slice(0, 119), pad: String(id * 31).padStart(11, '0').repeat(5).slice(0, 59) };
+    const after = {
+      id,
+      k: (id * 7919) % RECORDS,
+      c: String(id).padStart(11, '0').repeat(10).slice(0, 119),
+      pad: String(id * 31)
+        .padStart(11, '0')
+        .repeat(5)
+        .slice(0, 59),
+    };
     out.push({
       topic: `${NAME}.bench.sbtest1`,
       key: JSON.stringify({ id }),
       value: JSON.stringify({
         before: null,
         after,
-        source: { version: '0.1.0', connector: 'mysql', name: NAME, ts_ms: Date.now(), snapshot: true, db: 'bench', table: 'sbtest1', server_id: 0, gtid: null, file: 'binlog.000001', pos: 4711, row: id },
+        source: {
+          version: '0.1.0',
+          connector: 'mysql',
+          name: NAME,
+          ts_ms: Date.now(),
+          snapshot: true,
+          db: 'bench',
+          table: 'sbtest1',
+          server_id: 0,
+          gtid: null,
+          file: 'binlog.000001',
+          pos: 4711,
+          row: id,
+        },
         op: 'r',
         ts_ms: Date.now(),
       }),

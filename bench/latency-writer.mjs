@@ -5,9 +5,10 @@
 // workerData: { url, table, rate, seconds, firstId }. Every TICK_MS it commits one multi-row INSERT of
 // rate * TICK_MS / 1000 rows (autocommit), ids firstId, firstId + 1, ... in order, and posts back, per row,
 // the wall-clock time (ms, sub-ms precision) at which the server acknowledged its commit.
-import mysql from 'mysql2';
-import { parentPort, workerData } from 'node:worker_threads';
+
 import { setTimeout as sleep } from 'node:timers/promises';
+import { parentPort, workerData } from 'node:worker_threads';
+import mysql from 'mysql2';
 
 const TICK_MS = 10;
 const { url, table, rate, seconds, firstId } = workerData;

@@ -9,12 +9,25 @@
 // Servers: TIDEMARK_TEST_MYSQL_URL / TIDEMARK_TEST_MARIADB_URL / TIDEMARK_TEST_KAFKA_BROKERS when set, else
 // containers or the local test servers, exactly as the tests find them. Needs dist/ (npm install builds it).
 // Prints markdown tables and writes bench/results/<date>-<host>.json. Never part of npm test. See docs/performance.md.
-import ZongJi from '@vlasky/zongji';
-import { Kafka, logLevel } from 'kafkajs';
-import mysql from 'mysql2';
+
 import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, cpSync, createReadStream, existsSync, fsyncSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  cpSync,
+  createReadStream,
+  existsSync,
+  fsyncSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  readSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import os from 'node:os';
 import { basename, dirname, join, resolve as resolvePath } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -22,6 +35,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs, promisify } from 'node:util';
 import { Worker } from 'node:worker_threads';
+import ZongJi from '@vlasky/zongji';
+import { Kafka, logLevel } from 'kafkajs';
+import mysql from 'mysql2';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const SECTIONS = ['snapshot', 'stream', 'latency', 'rss', 'parallelism'];
@@ -39,12 +55,19 @@ const { values: args } = parseArgs({
   },
 });
 if (args.help) {
-  console.log('npm run bench -- [--rows 1000000] [--server mysql|mariadb] [--only snapshot,stream,latency,rss,parallelism] [--latency-seconds 20] [--sync-config JSON] [--cpu-prof DIR] [--out file.json]');
+  console.log(
+    'npm run bench -- [--rows 1000000] [--server mysql|mariadb] [--only snapshot,stream,latency,rss,parallelism] [--latency-seconds 20] [--sync-config JSON] [--cpu-prof DIR] [--out file.json]',
+  );
   process.exit(0);
 }
 const ROWS = Number(args.rows.replace(/[_,]/g, ''));
 const FLAVOUR = args.server;
-const ONLY = new Set(args.only.split(',').map((s) => s.trim()).filter(Boolean));
+const ONLY = new Set(
+  args.only
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean),
+);
 const LATENCY_SECONDS = Number(args['latency-seconds']);
 const fail = (msg) => {
   console.error(`bench: ${msg}`);
@@ -201,10 +224,11 @@ function startSync(configPath, { untilCaughtUp, timeoutMs = 60_000 + ROWS }) {
       // pino's own timestamp: when tidemark logged it, not when this process got around to reading the pipe.
       entry.atMs = entry.time ? Date.parse(entry.time) : Date.now();
       logs.push(entry);
-      for (const w of [...waiters]) if (w.msg === entry.msg) {
-        waiters.splice(waiters.indexOf(w), 1);
-        w.resolve(entry);
-      }
+      for (const w of [...waiters])
+        if (w.msg === entry.msg) {
+          waiters.splice(waiters.indexOf(w), 1);
+          w.resolve(entry);
+        }
     }
   });
   const timer = setTimeout(() => p.kill('SIGKILL'), timeoutMs);
@@ -249,7 +273,9 @@ async function countLines(path) {
 // ---------------------------------------------------------------------------------------------- data
 
 async function createTable(name) {
-  await conn.query(`CREATE TABLE ${DB}.${name} (id INT AUTO_INCREMENT PRIMARY KEY, k INT NOT NULL DEFAULT 0, c CHAR(120) NOT NULL DEFAULT '', pad CHAR(60) NOT NULL DEFAULT '')`);
+  await conn.query(
+    `CREATE TABLE ${DB}.${name} (id INT AUTO_INCREMENT PRIMARY KEY, k INT NOT NULL DEFAULT 0, c CHAR(120) NOT NULL DEFAULT '', pad CHAR(60) NOT NULL DEFAULT '')`,
+  );
 }
 
 /**
@@ -326,7 +352,13 @@ function binlogCeiling(from, to) {
         resolve({ rows, seconds });
       }
     });
-    z.start({ serverId: 9790, filename: from.file, position: from.pos, includeSchema: { [DB]: [TABLE] }, includeEvents: ['tablemap', 'writerows', 'updaterows', 'deleterows', 'xid', 'rotate'] });
+    z.start({
+      serverId: 9790,
+      filename: from.file,
+      position: from.pos,
+      includeSchema: { [DB]: [TABLE] },
+      includeEvents: ['tablemap', 'writerows', 'updaterows', 'deleterows', 'xid', 'rotate'],
+    });
   });
 }
 
@@ -385,7 +417,9 @@ const notes = [];
 const add = (r) => {
   results.push(r);
   const ratio = r.ceilingRate ? ` = ${fmtRatio(r.rate / r.ceilingRate)} of ${r.ceiling}` : '';
-  say(`${r.section}: ${r.measure}: ${fmtInt(r.rows)} rows in ${r.seconds.toFixed(2)} s, ${fmtInt(r.rate)} rows/s${ratio}${r.peakRssMb ? `, peak RSS ${r.peakRssMb} MB` : ''}`);
+  say(
+    `${r.section}: ${r.measure}: ${fmtInt(r.rows)} rows in ${r.seconds.toFixed(2)} s, ${fmtInt(r.rate)} rows/s${ratio}${r.peakRssMb ? `, peak RSS ${r.peakRssMb} MB` : ''}`,
+  );
 };
 
 const ceilingRows = (name, s) => ({ section: 'ceiling', measure: name, rows: s.rows, seconds: s.seconds, rate: rate(s.rows, s.seconds) });
@@ -442,19 +476,32 @@ function tailJsonl(path, onIds) {
     }
     if (fd !== null) closeSync(fd);
   })();
-  return { stop: async () => { stopped = true; await loop; } };
+  return {
+    stop: async () => {
+      stopped = true;
+      await loop;
+    },
+  };
 }
 
 /** A read_committed kafkajs consumer of `topic` from its start; onIds(ids, atMs) per fetched batch. */
 async function consumeKafka(topic, onIds) {
-  const consumer = kafkaClient('bench-lat-consumer').consumer({ groupId: `bench-${RUN_ID}-${topic}`, readUncommitted: false, maxWaitTimeInMs: 100, minBytes: 1 });
+  const consumer = kafkaClient('bench-lat-consumer').consumer({
+    groupId: `bench-${RUN_ID}-${topic}`,
+    readUncommitted: false,
+    maxWaitTimeInMs: 100,
+    minBytes: 1,
+  });
   await consumer.connect();
   await consumer.subscribe({ topic, fromBeginning: true });
   const joined = new Promise((resolve) => consumer.on(consumer.events.GROUP_JOIN, resolve));
   await consumer.run({
     eachBatch: async ({ batch }) => {
       const at = performance.timeOrigin + performance.now();
-      onIds(batch.messages.map((m) => JSON.parse(m.key.toString()).id), at);
+      onIds(
+        batch.messages.map((m) => JSON.parse(m.key.toString()).id),
+        at,
+      );
     },
   });
   await joined;
@@ -463,7 +510,9 @@ async function consumeKafka(topic, onIds) {
 
 function runWriter(table, rateHz, seconds, firstId) {
   return new Promise((resolve, reject) => {
-    const w = new Worker(new URL('./latency-writer.mjs', import.meta.url), { workerData: { url: URL_, table: `${DB}.${table}`, rate: rateHz, seconds, firstId } });
+    const w = new Worker(new URL('./latency-writer.mjs', import.meta.url), {
+      workerData: { url: URL_, table: `${DB}.${table}`, rate: rateHz, seconds, firstId },
+    });
     w.once('message', resolve);
     w.once('error', reject);
   });
@@ -534,7 +583,9 @@ async function latencyRun(sinkType, rateHz, firstId) {
     insertP99: percentile(rtt, 0.99),
     peakRssMb: mb(run.peakRssKb),
   };
-  say(`latency ${sinkType} @ ${rateHz}/s: p50 ${fmtMs(r.p50)} ms, p99 ${fmtMs(r.p99)} ms, max ${fmtMs(r.max)} ms, ${lost} not seen, writer achieved ${fmtInt(r.achievedRate)}/s`);
+  say(
+    `latency ${sinkType} @ ${rateHz}/s: p50 ${fmtMs(r.p50)} ms, p99 ${fmtMs(r.p99)} ms, max ${fmtMs(r.max)} ms, ${lost} not seen, writer achieved ${fmtInt(r.achievedRate)}/s`,
+  );
   rmSync(cfg.dir, { recursive: true, force: true });
   return r;
 }
@@ -571,7 +622,7 @@ async function kafkaFloor(perTx, seconds) {
   await producer.disconnect();
   await consumer.stop();
   const lat = [];
-  committedAt.forEach((at, id) => visibleAt.has(id) && lat.push(visibleAt.get(id) - at));
+  for (const [id, at] of committedAt) if (visibleAt.has(id)) lat.push(visibleAt.get(id) - at);
   lat.sort((a, b) => a - b);
   return {
     sink: `kafkajs, ${perTx} records per transaction → consumer (what observing adds)`,
@@ -625,7 +676,9 @@ async function streamSection(attempt) {
   // One UPDATE per 10,000 ids: ROWS row changes in the binlog, in 10,000-row transactions.
   for (let start = 1; start <= ROWS; start += 10_000) await conn.query(`UPDATE ${DB}.${TABLE} SET k = k + 1 WHERE id >= ? AND id < ?`, [start, start + 10_000]);
   const to = await position();
-  say(`wrote ${fmtInt(ROWS)} row changes (UPDATEs of 10,000 rows) in ${((performance.now() - t0) / 1000).toFixed(1)} s, binlog ${from.file}:${from.pos} → ${to.file}:${to.pos}`);
+  say(
+    `wrote ${fmtInt(ROWS)} row changes (UPDATEs of 10,000 rows) in ${((performance.now() - t0) / 1000).toFixed(1)} s, binlog ${from.file}:${from.pos} → ${to.file}:${to.pos}`,
+  );
   const guarded = async (what, fn) => {
     if (!(await binlogHas(from.file))) throw new BinlogGone(`${from.file} was purged before ${what}`);
     try {
@@ -665,14 +718,22 @@ async function streamSection(attempt) {
   const ceil = rate(best.rows, best.seconds);
   add({ ...ceilingRows('zongji decoding the same binlog range', best), ceilingRate: null, runs: zongjis.map((z) => rate(z.rows, z.seconds)) });
   for (const [sinkType, r] of Object.entries(streamed)) {
-    add({ section: 'stream', measure: `streaming → ${sinkType}${sinkType === 'kafka' ? ' (exactly-once)' : ''}`, rows: r.rows, seconds: r.seconds, rate: rate(r.rows, r.seconds), ceiling: 'zongji', ceilingRate: ceil, peakRssMb: r.peakRssMb });
+    add({
+      section: 'stream',
+      measure: `streaming → ${sinkType}${sinkType === 'kafka' ? ' (exactly-once)' : ''}`,
+      rows: r.rows,
+      seconds: r.seconds,
+      rate: rate(r.rows, r.seconds),
+      ceiling: 'zongji',
+      ceilingRate: ceil,
+      peakRssMb: r.peakRssMb,
+    });
   }
 }
 
 // ---------------------------------------------------------------------------------------------- sections
 
 async function main() {
-
   const [[{ v: serverVersion, vc: serverComment }]] = await conn.query('SELECT VERSION() AS v, @@version_comment AS vc');
   say(`${FLAVOUR} ${serverVersion} at ${SOURCE.host}:${SOURCE.port}${BROKERS ? `, kafka at ${BROKERS.join(',')}` : ''}, work dir ${WORK}`);
   await conn.query(`CREATE DATABASE ${DB}`);
@@ -741,7 +802,17 @@ async function main() {
     const ceil = rate(best.rows, best.seconds);
     add({ ...ceilingRows('mysql2 streaming SELECT * (1 connection)', best), ceilingRate: null, runs: selects.map((s) => rate(s.rows, s.seconds)) });
     const snapRow = (measure, r, extra = {}) =>
-      add({ section: 'snapshot', measure, rows: r.rows, seconds: r.seconds, rate: rate(r.rows, r.seconds), ceiling: 'mysql2 SELECT *', ceilingRate: ceil, peakRssMb: r.peakRssMb, ...extra });
+      add({
+        section: 'snapshot',
+        measure,
+        rows: r.rows,
+        seconds: r.seconds,
+        rate: rate(r.rows, r.seconds),
+        ceiling: 'mysql2 SELECT *',
+        ceilingRate: ceil,
+        peakRssMb: r.peakRssMb,
+        ...extra,
+      });
     if (snapshotsDone.null) snapRow('snapshot → null', snapshotsDone.null);
     if (snapshotsDone.jsonl) snapRow('snapshot → jsonl', snapshotsDone.jsonl, { bytes: snapshotsDone.jsonl.bytes });
     if (snapshotsDone.kafka) {
@@ -749,16 +820,48 @@ async function main() {
       const raw = snapshotsDone.kafkajs;
       add({ ...ceilingRows('kafkajs producing the same records, no transactions', raw), ceilingRate: null });
       snapRow('snapshot → kafka (exactly-once)', k);
-      add({ section: 'snapshot', measure: 'snapshot → kafka (exactly-once) vs kafkajs', rows: k.rows, seconds: k.seconds, rate: rate(k.rows, k.seconds), ceiling: 'kafkajs, no transactions', ceilingRate: rate(raw.rows, raw.seconds) });
+      add({
+        section: 'snapshot',
+        measure: 'snapshot → kafka (exactly-once) vs kafkajs',
+        rows: k.rows,
+        seconds: k.seconds,
+        rate: rate(k.rows, k.seconds),
+        ceiling: 'kafkajs, no transactions',
+        ceilingRate: rate(raw.rows, raw.seconds),
+      });
     }
     for (const p of [1, 2, 4]) {
       const r = snapshotsDone[`p${p}`];
-      if (r) add({ section: 'parallelism', measure: `snapshot → jsonl, parallelism ${p}`, rows: r.rows, seconds: r.seconds, rate: rate(r.rows, r.seconds), ceiling: 'mysql2 SELECT *', ceilingRate: ceil, peakRssMb: r.peakRssMb });
+      if (r)
+        add({
+          section: 'parallelism',
+          measure: `snapshot → jsonl, parallelism ${p}`,
+          rows: r.rows,
+          seconds: r.seconds,
+          rate: rate(r.rows, r.seconds),
+          ceiling: 'mysql2 SELECT *',
+          ceilingRate: ceil,
+          peakRssMb: r.peakRssMb,
+        });
     }
     if (rssSmall) {
       const big = snapshotsDone.jsonl ?? snapshotsDone.p2;
-      add({ section: 'rss', measure: `snapshot → jsonl of ${fmtInt(rssSmall.rows)} rows`, rows: rssSmall.rows, seconds: rssSmall.seconds, rate: rate(rssSmall.rows, rssSmall.seconds), peakRssMb: rssSmall.peakRssMb });
-      add({ section: 'rss', measure: `snapshot → jsonl of ${fmtInt(big.rows)} rows`, rows: big.rows, seconds: big.seconds, rate: rate(big.rows, big.seconds), peakRssMb: big.peakRssMb });
+      add({
+        section: 'rss',
+        measure: `snapshot → jsonl of ${fmtInt(rssSmall.rows)} rows`,
+        rows: rssSmall.rows,
+        seconds: rssSmall.seconds,
+        rate: rate(rssSmall.rows, rssSmall.seconds),
+        peakRssMb: rssSmall.peakRssMb,
+      });
+      add({
+        section: 'rss',
+        measure: `snapshot → jsonl of ${fmtInt(big.rows)} rows`,
+        rows: big.rows,
+        seconds: big.seconds,
+        rate: rate(big.rows, big.seconds),
+        peakRssMb: big.peakRssMb,
+      });
     }
   }
   for (const r of Object.values(snapshotsDone)) if (r.out) rmSync(r.out, { force: true });
@@ -799,7 +902,7 @@ async function main() {
   const byMeasure = (m) => results.find((r) => r.measure === m);
   const ratioOf = (m) => {
     const r = byMeasure(m);
-    return r && r.ceilingRate ? r.rate / r.ceilingRate : null;
+    return r?.ceilingRate ? r.rate / r.ceilingRate : null;
   };
   const lat = (sink, hz) => latency.find((l) => l.sink === sink && l.targetRate === hz);
   const rssRows = results.filter((r) => r.section === 'rss');
@@ -807,13 +910,23 @@ async function main() {
   const defaultSnapshotRss = (byMeasure('snapshot → jsonl') ?? byMeasure('snapshot → jsonl, parallelism 2'))?.peakRssMb ?? null;
   // A snapshot of 100,000 rows is over before the heap settles, so only 1M rows against 10M says whether memory grows with the table.
   const flatComparable = rssRows.length === 2 && rssRows[0].rows >= 1_000_000;
-  const target = (name, value, ok, shown) => ({ target: name, value: value == null ? null : value, shown: value == null ? 'not measured' : shown, met: value == null ? null : ok(value) });
+  const target = (name, value, ok, shown) => ({
+    target: name,
+    value: value == null ? null : value,
+    shown: value == null ? 'not measured' : shown,
+    met: value == null ? null : ok(value),
+  });
   const targets = [
     target('snapshot → jsonl ≥ 0.5 of mysql2 SELECT *', ratioOf('snapshot → jsonl'), (v) => v >= 0.5, fmtRatio(ratioOf('snapshot → jsonl'))),
     target('snapshot → null ≥ 0.7 of mysql2 SELECT *', ratioOf('snapshot → null'), (v) => v >= 0.7, fmtRatio(ratioOf('snapshot → null'))),
     target('streaming → jsonl ≥ 0.5 of zongji', ratioOf('streaming → jsonl'), (v) => v >= 0.5, fmtRatio(ratioOf('streaming → jsonl'))),
     target('streaming → null ≥ 0.7 of zongji', ratioOf('streaming → null'), (v) => v >= 0.7, fmtRatio(ratioOf('streaming → null'))),
-    target('kafka exactly-once ≥ 0.7 of kafkajs without transactions (snapshot)', ratioOf('snapshot → kafka (exactly-once) vs kafkajs'), (v) => v >= 0.7, fmtRatio(ratioOf('snapshot → kafka (exactly-once) vs kafkajs'))),
+    target(
+      'kafka exactly-once ≥ 0.7 of kafkajs without transactions (snapshot)',
+      ratioOf('snapshot → kafka (exactly-once) vs kafkajs'),
+      (v) => v >= 0.7,
+      fmtRatio(ratioOf('snapshot → kafka (exactly-once) vs kafkajs')),
+    ),
     target('jsonl p99 ≤ 100 ms at 2,000 changes/s', lat('jsonl', 2000)?.p99, (v) => v <= 100, `${fmtMs(lat('jsonl', 2000)?.p99)} ms`),
     target('kafka exactly-once p99 ≤ 500 ms at 2,000 changes/s', lat('kafka', 2000)?.p99, (v) => v <= 500, `${fmtMs(lat('kafka', 2000)?.p99)} ms`),
     target('peak RSS ≤ 300 MB during the snapshot (→ jsonl, default parallelism)', defaultSnapshotRss, (v) => v <= 300, `${defaultSnapshotRss} MB`),
@@ -836,33 +949,44 @@ async function main() {
     '| measure | rows | seconds | rows/s | ceiling | ratio | peak RSS |',
     '| --- | ---: | ---: | ---: | --- | ---: | ---: |',
     ...results.map(
-      (r) => `| ${r.measure} | ${fmtInt(r.rows)} | ${r.seconds.toFixed(2)} | ${fmtInt(r.rate)} | ${r.ceiling ?? (r.section === 'ceiling' ? '(ceiling)' : '')} | ${r.ceilingRate ? fmtRatio(r.rate / r.ceilingRate) : ''} | ${r.peakRssMb ? `${r.peakRssMb} MB` : ''} |`,
+      (r) =>
+        `| ${r.measure} | ${fmtInt(r.rows)} | ${r.seconds.toFixed(2)} | ${fmtInt(r.rate)} | ${r.ceiling ?? (r.section === 'ceiling' ? '(ceiling)' : '')} | ${r.ceilingRate ? fmtRatio(r.rate / r.ceilingRate) : ''} | ${r.peakRssMb ? `${r.peakRssMb} MB` : ''} |`,
     ),
   ];
   const latencyTable = latency.length
     ? [
         '| sink | target changes/s | achieved | rows counted | p50 ms | p99 ms | max ms | not seen | peak RSS |',
         '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
-        ...latency.map((l) => `| ${l.sink} | ${fmtInt(l.targetRate)} | ${fmtInt(l.achievedRate)} | ${fmtInt(l.rows)} | ${fmtMs(l.p50)} | ${fmtMs(l.p99)} | ${fmtMs(l.max)} | ${l.lost} | ${l.peakRssMb ? `${l.peakRssMb} MB` : ''} |`),
+        ...latency.map(
+          (l) =>
+            `| ${l.sink} | ${fmtInt(l.targetRate)} | ${fmtInt(l.achievedRate)} | ${fmtInt(l.rows)} | ${fmtMs(l.p50)} | ${fmtMs(l.p99)} | ${fmtMs(l.max)} | ${l.lost} | ${l.peakRssMb ? `${l.peakRssMb} MB` : ''} |`,
+        ),
       ]
     : [];
-  const targetTable = ['| target | measured | met |', '| --- | --- | --- |', ...targets.map((t) => `| ${t.target} | ${t.shown} | ${t.met == null ? '–' : t.met ? 'met' : '**missed**'} |`)];
+  const targetTable = [
+    '| target | measured | met |',
+    '| --- | --- | --- |',
+    ...targets.map((t) => `| ${t.target} | ${t.shown} | ${t.met == null ? '–' : t.met ? 'met' : '**missed**'} |`),
+  ];
 
   /** Which code ran: the commit, whether src/ differed from it (dist/ is built from the working tree), and when dist/ was built. */
-async function codeState() {
-  const git = (...a) => promisify(execFile)('git', a, { cwd: ROOT });
-  try {
-    const commit = (await git('rev-parse', 'HEAD')).stdout.trim();
-    // Read-only on purpose: git status may rewrite the index, and other people work in this checkout.
-    const changed = await git('diff', '--no-ext-diff', '--quiet', 'HEAD', '--', 'src').then(() => false, () => true);
-    const untracked = (await git('ls-files', '--others', '--exclude-standard', '--', 'src')).stdout.trim() !== '';
-    return { commit, srcDiffersFromCommit: changed || untracked, distBuiltAt };
-  } catch {
-    return { commit: null, srcDiffersFromCommit: null, distBuiltAt };
+  async function codeState() {
+    const git = (...a) => promisify(execFile)('git', a, { cwd: ROOT });
+    try {
+      const commit = (await git('rev-parse', 'HEAD')).stdout.trim();
+      // Read-only on purpose: git status may rewrite the index, and other people work in this checkout.
+      const changed = await git('diff', '--no-ext-diff', '--quiet', 'HEAD', '--', 'src').then(
+        () => false,
+        () => true,
+      );
+      const untracked = (await git('ls-files', '--others', '--exclude-standard', '--', 'src')).stdout.trim() !== '';
+      return { commit, srcDiffersFromCommit: changed || untracked, distBuiltAt };
+    } catch {
+      return { commit: null, srcDiffersFromCommit: null, distBuiltAt };
+    }
   }
-}
 
-async function kafkaVersion() {
+  async function kafkaVersion() {
     if (!BROKERS) return null;
     if (servers.origin === 'containers') return 'apache/kafka:3.9.1';
     if (servers.origin !== 'local') return null;
@@ -908,22 +1032,27 @@ async function kafkaVersion() {
     .join('-');
   const outPath = args.out ?? join(ROOT, 'bench/results', `${dateStr}-${machine.hostname}${suffix ? `-${suffix}` : ''}.json`);
   mkdirSync(dirname(outPath), { recursive: true });
-  writeFileSync(outPath, JSON.stringify(report, null, 2) + '\n');
+  writeFileSync(outPath, `${JSON.stringify(report, null, 2)}\n`);
 
   console.log(`\n## tidemark bench, ${fmtInt(ROWS)} rows, ${FLAVOUR} ${serverVersion}, ${report.date}`);
   if (Object.keys(SYNC_OVERRIDES).length) console.log(`sync config overrides: ${JSON.stringify(SYNC_OVERRIDES)}`);
-  console.log(`code: ${report.code.commit?.slice(0, 7) ?? '?'}${report.code.srcDiffersFromCommit ? ' + uncommitted src/ changes' : ''}, dist/ built ${report.code.distBuiltAt}`);
-  console.log(`machine: ${machine.hostname}, ${machine.nproc} CPUs (${machine.cpu}), ${machine.memoryGb} GB, ${machine.kernel}, node ${machine.node}; kafka ${report.servers.kafka ?? '–'}\n`);
+  console.log(
+    `code: ${report.code.commit?.slice(0, 7) ?? '?'}${report.code.srcDiffersFromCommit ? ' + uncommitted src/ changes' : ''}, dist/ built ${report.code.distBuiltAt}`,
+  );
+  console.log(
+    `machine: ${machine.hostname}, ${machine.nproc} CPUs (${machine.cpu}), ${machine.memoryGb} GB, ${machine.kernel}, node ${machine.node}; kafka ${report.servers.kafka ?? '–'}\n`,
+  );
   console.log(throughputTable.join('\n'));
   if (latencyTable.length) {
-    console.log(`\nLatency, commit → visible in the sink (${LATENCY_SECONDS} s per row after ${LATENCY_WARMUP_SECONDS} s warm-up; fsync of a 20 kB append here: p50 ${fmtMs(fsyncMs?.p50)} ms, p99 ${fmtMs(fsyncMs?.p99)} ms):\n`);
+    console.log(
+      `\nLatency, commit → visible in the sink (${LATENCY_SECONDS} s per row after ${LATENCY_WARMUP_SECONDS} s warm-up; fsync of a 20 kB append here: p50 ${fmtMs(fsyncMs?.p50)} ms, p99 ${fmtMs(fsyncMs?.p99)} ms):\n`,
+    );
     console.log(latencyTable.join('\n'));
   }
   console.log('\nTargets (issue 6):\n');
   console.log(targetTable.join('\n'));
   for (const n of notes) console.log(`\nnote: ${n}`);
   console.log(`\nwritten to ${outPath}; total ${(report.totalSeconds / 60).toFixed(1)} min`);
-
 }
 
 // ---------------------------------------------------------------------------------------------- cleanup

@@ -1,6 +1,6 @@
-import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
+import Database from 'better-sqlite3';
 import type { Position } from '../source/position.js';
 
 export type TableState = 'pending' | 'snapshotting' | 'streaming';
@@ -154,11 +154,22 @@ export class CheckpointStore {
 
   tables(): TableProgress[] {
     const rows = this.sql('SELECT * FROM tables ORDER BY name').all() as {
-      name: string; state: TableState; chunk_key: string; chunks_total: number | null; rows_estimate: number | null; snapshot_rows: number; again: number;
+      name: string;
+      state: TableState;
+      chunk_key: string;
+      chunks_total: number | null;
+      rows_estimate: number | null;
+      snapshot_rows: number;
+      again: number;
     }[];
     return rows.map((r) => ({
-      name: r.name, state: r.state, chunkKey: JSON.parse(r.chunk_key) as string[], chunksTotal: r.chunks_total,
-      rowsEstimate: r.rows_estimate, snapshotRows: r.snapshot_rows, again: r.again === 1,
+      name: r.name,
+      state: r.state,
+      chunkKey: JSON.parse(r.chunk_key) as string[],
+      chunksTotal: r.chunks_total,
+      rowsEstimate: r.rows_estimate,
+      snapshotRows: r.snapshot_rows,
+      again: r.again === 1,
     }));
   }
 
@@ -168,11 +179,24 @@ export class CheckpointStore {
 
   chunks(table: string): ChunkRecord[] {
     const rows = this.sql('SELECT * FROM chunks WHERE table_name = ? ORDER BY idx').all(table) as {
-      table_name: string; idx: number; lo: string | null; hi: string | null; status: 'pending' | 'done'; lw: string | null; hw: string | null; rows: number | null;
+      table_name: string;
+      idx: number;
+      lo: string | null;
+      hi: string | null;
+      status: 'pending' | 'done';
+      lw: string | null;
+      hw: string | null;
+      rows: number | null;
     }[];
     return rows.map((r) => ({
-      table: r.table_name, idx: r.idx, lo: parse<KeyTuple>(r.lo), hi: parse<KeyTuple>(r.hi), status: r.status,
-      lw: parse<Position>(r.lw), hw: parse<Position>(r.hw), rows: r.rows,
+      table: r.table_name,
+      idx: r.idx,
+      lo: parse<KeyTuple>(r.lo),
+      hi: parse<KeyTuple>(r.hi),
+      status: r.status,
+      lw: parse<Position>(r.lw),
+      hw: parse<Position>(r.hw),
+      rows: r.rows,
     }));
   }
 
@@ -182,10 +206,12 @@ export class CheckpointStore {
 
   /** Records a newly split chunk; the last one (no upper bound) also fixes the table's chunk count. */
   addChunk(table: string, idx: number, lo: KeyTuple | null, hi: KeyTuple | null): void {
-    this.db.transaction(() => {
-      this.sql('INSERT INTO chunks (table_name, idx, lo, hi, status) VALUES (?, ?, ?, ?, ?)').run(table, idx, json(lo), json(hi), 'pending');
-      if (hi === null) this.sql('UPDATE tables SET chunks_total = ? WHERE name = ?').run(idx + 1, table);
-    }).immediate();
+    this.db
+      .transaction(() => {
+        this.sql('INSERT INTO chunks (table_name, idx, lo, hi, status) VALUES (?, ?, ?, ?, ?)').run(table, idx, json(lo), json(hi), 'pending');
+        if (hi === null) this.sql('UPDATE tables SET chunks_total = ? WHERE name = ?').run(idx + 1, table);
+      })
+      .immediate();
   }
 
   pendingCommit(): PendingCommit | undefined {
@@ -203,28 +229,30 @@ export class CheckpointStore {
 
   /** Step 3: the sink holds the batch; apply its checkpoint update. */
   finishCommit(seq: number): void {
-    this.db.transaction(() => {
-      const pending = this.pendingCommit();
-      if (!pending || pending.seq !== seq) throw new Error(`no pending commit ${seq}`);
-      const { update } = pending;
-      const markDone = this.sql('UPDATE chunks SET status = ?, lw = ?, hw = ?, rows = ? WHERE table_name = ? AND idx = ?');
-      const addRows = this.sql('UPDATE tables SET snapshot_rows = snapshot_rows + ? WHERE name = ?');
-      const finishTable = this.sql(
-        `UPDATE tables SET state = 'streaming' WHERE name = ? AND chunks_total =
+    this.db
+      .transaction(() => {
+        const pending = this.pendingCommit();
+        if (!pending || pending.seq !== seq) throw new Error(`no pending commit ${seq}`);
+        const { update } = pending;
+        const markDone = this.sql('UPDATE chunks SET status = ?, lw = ?, hw = ?, rows = ? WHERE table_name = ? AND idx = ?');
+        const addRows = this.sql('UPDATE tables SET snapshot_rows = snapshot_rows + ? WHERE name = ?');
+        const finishTable = this.sql(
+          `UPDATE tables SET state = 'streaming' WHERE name = ? AND chunks_total =
            (SELECT COUNT(*) FROM chunks WHERE table_name = ? AND status = 'done')`,
-      );
-      for (const c of update.chunksDone ?? []) {
-        markDone.run('done', json(c.lw), json(c.hw), c.rows, c.table, c.idx);
-        addRows.run(c.rows, c.table);
-        finishTable.run(c.table, c.table);
-      }
-      if (update.stream) this.setMeta('stream', JSON.stringify(update.stream));
-      if (update.sourceTsMs !== undefined) this.setMeta('last_source_ts_ms', String(update.sourceTsMs));
-      this.setMeta('sink_state', pending.sinkState);
-      this.setMeta('last_seq', String(seq));
-      this.setMeta('last_commit_ms', String(Date.now()));
-      this.sql('DELETE FROM commits WHERE seq = ?').run(seq);
-    }).immediate();
+        );
+        for (const c of update.chunksDone ?? []) {
+          markDone.run('done', json(c.lw), json(c.hw), c.rows, c.table, c.idx);
+          addRows.run(c.rows, c.table);
+          finishTable.run(c.table, c.table);
+        }
+        if (update.stream) this.setMeta('stream', JSON.stringify(update.stream));
+        if (update.sourceTsMs !== undefined) this.setMeta('last_source_ts_ms', String(update.sourceTsMs));
+        this.setMeta('sink_state', pending.sinkState);
+        this.setMeta('last_seq', String(seq));
+        this.setMeta('last_commit_ms', String(Date.now()));
+        this.sql('DELETE FROM commits WHERE seq = ?').run(seq);
+      })
+      .immediate();
   }
 
   /** The sink never received the pending commit: forget it, its output will be produced again. */
@@ -246,9 +274,11 @@ export class CheckpointStore {
   /** Asks for a fresh snapshot of these tables (`tidemark snapshot`); a running sync polls for it. */
   requestSnapshot(tables: string[]): void {
     const add = this.sql('INSERT INTO snapshot_requests (table_name, requested_ms) VALUES (?, ?) ON CONFLICT(table_name) DO NOTHING');
-    this.db.transaction(() => {
-      for (const t of tables) add.run(t, Date.now());
-    }).immediate();
+    this.db
+      .transaction(() => {
+        for (const t of tables) add.run(t, Date.now());
+      })
+      .immediate();
   }
 
   snapshotRequests(): string[] {
@@ -260,17 +290,19 @@ export class CheckpointStore {
    * forgotten and it is snapshotting again; the request, if any, is settled in the same step.
    */
   restartTableSnapshot(name: string, chunkKey: string[], rowsEstimate: number | null, again: boolean): void {
-    this.db.transaction(() => {
-      this.sql('DELETE FROM chunks WHERE table_name = ?').run(name);
-      this.sql('DELETE FROM snapshot_requests WHERE table_name = ?').run(name);
-      this.db
-        .prepare(
-          `INSERT INTO tables (name, state, chunk_key, rows_estimate, again) VALUES (?, 'snapshotting', ?, ?, ?)
+    this.db
+      .transaction(() => {
+        this.sql('DELETE FROM chunks WHERE table_name = ?').run(name);
+        this.sql('DELETE FROM snapshot_requests WHERE table_name = ?').run(name);
+        this.db
+          .prepare(
+            `INSERT INTO tables (name, state, chunk_key, rows_estimate, again) VALUES (?, 'snapshotting', ?, ?, ?)
            ON CONFLICT(name) DO UPDATE SET state = 'snapshotting', chunk_key = excluded.chunk_key,
              rows_estimate = excluded.rows_estimate, chunks_total = NULL, snapshot_rows = 0, again = excluded.again`,
-        )
-        .run(name, JSON.stringify(chunkKey), rowsEstimate, again ? 1 : 0);
-    }).immediate();
+          )
+          .run(name, JSON.stringify(chunkKey), rowsEstimate, again ? 1 : 0);
+      })
+      .immediate();
   }
 
   /**
@@ -278,10 +310,12 @@ export class CheckpointStore {
    * the commit sequence and sink state so the sink's recovery still lines up.
    */
   forgetProgress(): void {
-    this.db.transaction(() => {
-      this.db.exec('DELETE FROM chunks; DELETE FROM tables;');
-      this.setMeta('stream', null);
-    }).immediate();
+    this.db
+      .transaction(() => {
+        this.db.exec('DELETE FROM chunks; DELETE FROM tables;');
+        this.setMeta('stream', null);
+      })
+      .immediate();
   }
 
   /**

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { loadConfig } from '../config/load.js';
-import { runChecks, type CheckResult } from '../source/checks.js';
+import { type CheckResult, runChecks } from '../source/checks.js';
 import { runCommand } from './main.js';
 
 /** `tidemark check -c <file>`: is the source ready for capture? Exits 1 when a check fails, 2 on a config error. */
@@ -16,7 +16,9 @@ export function registerCheckCommand(program: Command, setExitCode: (code: numbe
         const results = await runChecks(loadConfig(o.config));
         failed = results.some((r) => r.status === 'FAIL');
         // Wrapping only on a terminal: piped output keeps one line per row, so it can be grepped.
-        process.stdout.write(o.json ? `${JSON.stringify(results, null, 2)}\n` : formatResults(results, process.stdout.isTTY ? process.stdout.columns : undefined));
+        process.stdout.write(
+          o.json ? `${JSON.stringify(results, null, 2)}\n` : formatResults(results, process.stdout.isTTY ? process.stdout.columns : undefined),
+        );
       });
       setExitCode(code === 0 && failed ? 1 : code);
     });
@@ -28,7 +30,7 @@ function formatResults(results: CheckResult[], width?: number): string {
   const checkWidth = Math.max('CHECK'.length, ...results.map((r) => r.check.length)) + 2;
   const indent = ' '.repeat(statusWidth + checkWidth);
   const textWidth = width === undefined ? Infinity : Math.max(40, width - indent.length);
-  const lines = ['STATUS'.padEnd(statusWidth) + 'CHECK'.padEnd(checkWidth) + 'FOUND'];
+  const lines = [`${'STATUS'.padEnd(statusWidth) + 'CHECK'.padEnd(checkWidth)}FOUND`];
   for (const r of results) {
     const [first = '', ...rest] = wrap(r.found, textWidth);
     lines.push(r.status.padEnd(statusWidth) + r.check.padEnd(checkWidth) + first, ...rest.map((l) => indent + l));
@@ -39,7 +41,7 @@ function formatResults(results: CheckResult[], width?: number): string {
   }
   const count = (status: CheckResult['status']) => results.filter((r) => r.status === status).length;
   lines.push('', `${count('FAIL')} failed, ${count('WARN')} warning(s), ${count('PASS')} passed`);
-  return lines.join('\n') + '\n';
+  return `${lines.join('\n')}\n`;
 }
 
 function wrap(text: string, width: number): string[] {

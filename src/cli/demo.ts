@@ -1,6 +1,6 @@
-import type { Command } from 'commander';
 import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import type { Command } from 'commander';
 import mysql from 'mysql2/promise';
 import { CheckpointStore } from '../checkpoint/store.js';
 import type { Config } from '../config/load.js';
@@ -17,10 +17,17 @@ const DB = 'tidemark_demo';
 async function createShop(conn: mysql.Connection): Promise<void> {
   await conn.query(`DROP DATABASE IF EXISTS ${DB}`);
   await conn.query(`CREATE DATABASE ${DB}`);
-  await conn.query(`CREATE TABLE ${DB}.customers (id INT PRIMARY KEY, name VARCHAR(64) NOT NULL, email VARCHAR(128) NOT NULL, created_at DATETIME(3) NOT NULL)`);
+  await conn.query(
+    `CREATE TABLE ${DB}.customers (id INT PRIMARY KEY, name VARCHAR(64) NOT NULL, email VARCHAR(128) NOT NULL, created_at DATETIME(3) NOT NULL)`,
+  );
   await conn.query(`CREATE TABLE ${DB}.orders (id BIGINT PRIMARY KEY, customer_id INT NOT NULL, total DECIMAL(10,2) NOT NULL,
     status ENUM('new','paid','shipped','cancelled') NOT NULL, version INT NOT NULL, updated_at TIMESTAMP(3) NOT NULL)`);
-  const customers = Array.from({ length: 2000 }, (_, i) => [i + 1, `customer ${i + 1}`, `c${i + 1}@example.com`, new Date(Date.UTC(2025, 0, 1) + i * 3_600_000)]);
+  const customers = Array.from({ length: 2000 }, (_, i) => [
+    i + 1,
+    `customer ${i + 1}`,
+    `c${i + 1}@example.com`,
+    new Date(Date.UTC(2025, 0, 1) + i * 3_600_000),
+  ]);
   await conn.query(`INSERT INTO ${DB}.customers VALUES ?`, [customers]);
   for (let start = 0; start < 20_000; start += 5000) {
     const orders = Array.from({ length: 5000 }, (_, j) => {
@@ -40,7 +47,10 @@ function startShopWriter(conn: mysql.Connection): () => Promise<void> {
       const pick = Math.floor(Math.random() * 20_000) + 1;
       const r = Math.random();
       if (r < 0.4) await conn.query(`INSERT INTO ${DB}.orders VALUES (?, ?, ?, 'new', 1, NOW(3))`, [next++, (next % 2000) + 1, 19.99]);
-      else if (r < 0.9) await conn.query(`UPDATE ${DB}.orders SET status = IF(status = 'new', 'paid', 'shipped'), version = version + 1, updated_at = NOW(3) WHERE id = ?`, [pick]);
+      else if (r < 0.9)
+        await conn.query(`UPDATE ${DB}.orders SET status = IF(status = 'new', 'paid', 'shipped'), version = version + 1, updated_at = NOW(3) WHERE id = ?`, [
+          pick,
+        ]);
       else await conn.query(`DELETE FROM ${DB}.orders WHERE id = ?`, [pick]);
       await new Promise((res) => setTimeout(res, 100));
     }
@@ -103,7 +113,15 @@ async function demo(dir: string, seconds: number | undefined): Promise<void> {
     const config: Config = {
       name: 'demo',
       configPath: join(dir, 'demo.yaml'),
-      source: { host: url.hostname, port: Number(url.port), user: decodeURIComponent(url.username), password: decodeURIComponent(url.password), serverId: 6400, tables: [`${DB}.*`], connectTimeoutMs: 10_000 },
+      source: {
+        host: url.hostname,
+        port: Number(url.port),
+        user: decodeURIComponent(url.username),
+        password: decodeURIComponent(url.password),
+        serverId: 6400,
+        tables: [`${DB}.*`],
+        connectTimeoutMs: 10_000,
+      },
       snapshot: { mode: 'initial', chunkSize: 2000, parallelism: 2, chunkKey: {} },
       checkpoint: { path: join(dir, 'checkpoint.sqlite') },
       sink: { type: 'jsonl', path: join(dir, 'out.jsonl'), tombstones: true },

@@ -1,15 +1,15 @@
-import { Command, Option } from 'commander';
-import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { Command, Option } from 'commander';
 import { CheckpointStore } from '../checkpoint/store.js';
-import { ConfigError, loadConfig, matchTables, type Config } from '../config/load.js';
-import { SourceError } from '../source/server.js';
-import { KafkaSinkError } from '../sink/kafka.js';
-import { runSync } from '../sync/connector.js';
-import { createLogger, logFunction, type Log } from '../ops/logger.js';
+import { type Config, ConfigError, loadConfig, matchTables } from '../config/load.js';
+import { createLogger, type Log, logFunction } from '../ops/logger.js';
 import { Metrics } from '../ops/metrics.js';
 import { fanOut, type SyncObserver } from '../ops/observer.js';
 import { SnapshotProgress } from '../ops/progress.js';
+import { KafkaSinkError } from '../sink/kafka.js';
+import { SourceError } from '../source/server.js';
+import { runSync } from '../sync/connector.js';
 import { registerCheckCommand } from './check.js';
 import { registerDemoCommand } from './demo.js';
 import { registerStatusCommands } from './status.js';
@@ -101,7 +101,9 @@ export async function main(argv: string[]): Promise<number> {
 function requestSnapshot(config: Config, tables: string[]): void {
   const notCaptured = tables.filter((t) => matchTables(config.source.tables, [splitName(t)]).length === 0);
   if (notCaptured.length > 0) {
-    throw new SourceError(`${notCaptured.join(', ')}: not captured by source.tables (${config.source.tables.join(', ')}). Name tables as db.table, as source.tables matches them.`);
+    throw new SourceError(
+      `${notCaptured.join(', ')}: not captured by source.tables (${config.source.tables.join(', ')}). Name tables as db.table, as source.tables matches them.`,
+    );
   }
   if (!existsSync(config.checkpoint.path)) {
     throw new SourceError(`no checkpoint at ${config.checkpoint.path}: sync has not run yet, and its first run snapshots every table anyway.`);

@@ -1,9 +1,10 @@
-import Database from 'better-sqlite3';
-import type { Command } from 'commander';
 import { existsSync, rmSync, statSync } from 'node:fs';
 import { createInterface } from 'node:readline/promises';
+import Database from 'better-sqlite3';
+import type { Command } from 'commander';
+import type { Connection } from 'mysql2/promise';
 import { CheckpointStore, type SourceIdentity } from '../checkpoint/store.js';
-import { loadConfig, type Config } from '../config/load.js';
+import { type Config, loadConfig } from '../config/load.js';
 import { bytesBetween, formatPosition, type Position } from '../source/position.js';
 import { binlogSizes, connect, currentPosition, inspectServer } from '../source/server.js';
 import { runCommand } from './main.js';
@@ -117,7 +118,7 @@ async function status(config: Config, asJson: boolean): Promise<number> {
   // The checkpoint is closed before the source is asked, which may take up to connectTimeoutMs:
   // an open connection would make `tidemark reset` think a sync is running.
   const report = buildReport(config, checkpoint, await askServer(config), Date.now());
-  process.stdout.write(asJson ? JSON.stringify(report) + '\n' : formatReport(report));
+  process.stdout.write(asJson ? `${JSON.stringify(report)}\n` : formatReport(report));
   return 0;
 }
 
@@ -150,7 +151,7 @@ function readCheckpoint(path: string): CheckpointView {
 
 /** The source's identity, current position and binlog file sizes; an unreachable source is reported, not thrown. */
 async function askServer(config: Config): Promise<ServerView> {
-  let conn;
+  let conn: Connection | undefined;
   try {
     conn = await connect(config.source);
     const { identity } = await inspectServer(conn);
@@ -162,7 +163,6 @@ async function askServer(config: Config): Promise<ServerView> {
     await conn?.end().catch(() => {});
   }
 }
-
 
 function buildReport(config: Config, cp: CheckpointView, server: ServerView, now: number): StatusReport {
   const lag: StatusReport['lag'] = { bytes: null, seconds: null, note: null };
@@ -209,7 +209,12 @@ function buildReport(config: Config, cp: CheckpointView, server: ServerView, now
 
 function formatSeconds(s: number): string {
   if (s < 60) return `${s.toFixed(1)} s`;
-  const units: [string, number][] = [['d', 86_400], ['h', 3600], ['m', 60], ['s', 1]];
+  const units: [string, number][] = [
+    ['d', 86_400],
+    ['h', 3600],
+    ['m', 60],
+    ['s', 1],
+  ];
   const parts: string[] = [];
   let rest = Math.floor(s);
   for (const [unit, size] of units) {
@@ -255,7 +260,7 @@ function formatReport(r: StatusReport): string {
   row('behind', behind.length > 0 ? behind.join('; ') : 'unknown');
   if (r.lag.note && (r.lag.bytes === null || r.lag.seconds === null)) row('', r.lag.note);
   row('last commit', r.lastCommit ? `${r.lastCommit.at} (${formatSeconds(r.lastCommit.ageSeconds)} ago)` : 'none yet');
-  return lines.join('\n') + '\n';
+  return `${lines.join('\n')}\n`;
 }
 
 /**

@@ -1,10 +1,10 @@
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { LineCounter, parseDocument } from 'yaml';
-import { configSchema, describeIssue, type Config } from './schema.js';
+import { type Config, configSchema, describeIssue } from './schema.js';
 
-export { matchTables } from './schema.js';
 export type { Config } from './schema.js';
+export { matchTables } from './schema.js';
 
 /** A config that cannot be used. The CLI exits with `exitCode`, which tells a supervisor not to retry. */
 export class ConfigError extends Error {
@@ -52,8 +52,8 @@ function substitute(value: unknown, path: KeyPath, env: NodeJS.ProcessEnv, probl
     return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, substitute(v, [...path, k], env, problems)]));
   }
   if (typeof value !== 'string') return value;
-  return value.replace(REFERENCE, (match: string, escape: string, body: string, close: string) => {
-    if (escape) return match.slice(1);
+  return value.replace(REFERENCE, (match: string, escaped: string, body: string, close: string) => {
+    if (escaped) return match.slice(1);
     const fail = (message: string): string => {
       problems.push({ path, message });
       return match;
@@ -140,7 +140,6 @@ export function loadConfig(path: string, env: NodeJS.ProcessEnv = process.env): 
 }
 
 const samePath = (a: KeyPath, b: KeyPath): boolean => a.length === b.length && a.every((k, i) => k === b[i]);
-
 
 /**
  * The replica server ids this connector uses: `first` up to `first + size - 1`, one per binlog connection

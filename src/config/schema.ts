@@ -219,10 +219,7 @@ const broker = z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[^\s:[\]]+):\d{1,5}$/, {
 });
 
 // `brokers: ${KAFKA_BROKERS}` arrives as one string, so a comma-separated list is accepted too.
-const brokerList = z.preprocess(
-  (v) => (typeof v === 'string' ? v.split(',').map((b) => b.trim()) : v),
-  z.array(broker).min(1),
-);
+const brokerList = z.preprocess((v) => (typeof v === 'string' ? v.split(',').map((b) => b.trim()) : v), z.array(broker).min(1));
 
 const kafkaSinkSchema = strict({
   type: z.literal('kafka'),
@@ -241,9 +238,11 @@ const kafkaSinkSchema = strict({
   }).prefault({}),
   clientId: nonEmpty.optional(),
   // Handed to kafkajs unchanged (tls.connect options, PEM contents inline or from ${ENV}).
-  ssl: z.union([bool, z.record(z.string(), z.unknown())], {
-    error: (issue) => `expected true, false or a mapping of TLS options, ${got(issue.input)}`,
-  }).optional(),
+  ssl: z
+    .union([bool, z.record(z.string(), z.unknown())], {
+      error: (issue) => `expected true, false or a mapping of TLS options, ${got(issue.input)}`,
+    })
+    .optional(),
   sasl: z
     .looseObject({
       mechanism: z.enum(['plain', 'scram-sha-256', 'scram-sha-512', 'aws']),

@@ -63,10 +63,7 @@ function withUrls(base: Omit<DevServers, 'mysqlUrl' | 'mariadbUrl' | 'kafkaBroke
 async function containerRuntimeAnswers(): Promise<boolean> {
   try {
     const { getContainerRuntimeClient } = await import('testcontainers');
-    await Promise.race([
-      getContainerRuntimeClient(),
-      new Promise((_, reject) => setTimeout(() => reject(new Error('timeout')), 10_000).unref()),
-    ]);
+    await Promise.race([getContainerRuntimeClient(), new Promise((_, reject) => setTimeout(() => reject(new Error('timeout')), 10_000).unref())]);
     return true;
   } catch {
     return false;
@@ -79,9 +76,18 @@ async function startLocal(kinds: ServerKind[], log: (line: string) => void): Pro
   });
   for (const line of up.stderr.trim().split('\n')) log(line);
   const { stdout } = await run('bash', [SCRIPT, 'env']);
-  const env = Object.fromEntries(stdout.trim().split('\n').map((l) => l.split(/=(.*)/s).slice(0, 2) as [string, string]));
+  const env = Object.fromEntries(
+    stdout
+      .trim()
+      .split('\n')
+      .map((l) => l.split(/=(.*)/s).slice(0, 2) as [string, string]),
+  );
   // Local servers outlive the run on purpose: the next run reuses them and starts in seconds.
-  return withUrls({ origin: 'local', stop: async () => {} }, kinds, kinds.map((k) => env[ENV_KEYS[k]] ?? ''));
+  return withUrls(
+    { origin: 'local', stop: async () => {} },
+    kinds,
+    kinds.map((k) => env[ENV_KEYS[k]] ?? ''),
+  );
 }
 
 async function freePort(): Promise<number> {
@@ -140,9 +146,5 @@ async function startContainers(kinds: ServerKind[], log: (line: string) => void)
       log(`${kind} container on 127.0.0.1:${c.getMappedPort(3306)}`);
     }
   }
-  return withUrls(
-    { origin: 'containers', stop: async () => void (await Promise.all(started.map((c) => c.stop()))) },
-    kinds,
-    values,
-  );
+  return withUrls({ origin: 'containers', stop: async () => void (await Promise.all(started.map((c) => c.stop()))) }, kinds, values);
 }

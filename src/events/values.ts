@@ -67,7 +67,11 @@ export function makeRowWriter(columns: ColumnInfo[], origin: RowOrigin): RowWrit
     const name = JSON.stringify(c.name);
     return `[${name}]: ${passesUnchanged(c) ? `r[${name}]` : `has(r, ${name}) ? C[${i}](r[${name}]) : undefined`}`;
   });
-  const viaObject = new Function('has', 'J', 'C', `return function writeRow(r) { return J({ ${fields.join(', ')} }); };`)(Object.hasOwn, JSON.stringify, converters) as RowWriter;
+  const viaObject = new Function('has', 'J', 'C', `return function writeRow(r) { return J({ ${fields.join(', ')} }); };`)(
+    Object.hasOwn,
+    JSON.stringify,
+    converters,
+  ) as RowWriter;
   return columns.every(isSmallInteger) ? integerWriter(columns, viaObject) : viaObject;
 }
 
@@ -80,7 +84,9 @@ function integerWriter(columns: ColumnInfo[], fallback: RowWriter): RowWriter {
   const reads = names.map((n, i) => `v${i} = r[${n}]`).join(', ');
   const allNumbers = names.map((_, i) => `typeof v${i} === 'number'`).join(' && ');
   const text = names.map((n, i) => `${JSON.stringify(`${i === 0 ? '{' : ','}${n}:`)} + v${i}`).join(' + ');
-  return new Function('fallback', `return function writeIntegers(r) { const ${reads}; return ${allNumbers} ? ${text} + '}' : fallback(r); };`)(fallback) as RowWriter;
+  return new Function('fallback', `return function writeIntegers(r) { const ${reads}; return ${allNumbers} ? ${text} + '}' : fallback(r); };`)(
+    fallback,
+  ) as RowWriter;
 }
 
 function isSmallInteger(column: ColumnInfo): boolean {
@@ -104,7 +110,10 @@ const cachedConverters = { snapshot: new WeakMap<ColumnInfo, Converter>(), binlo
 export function encodeValue(column: ColumnInfo, raw: unknown, origin: RowOrigin): unknown {
   const cache = cachedConverters[origin];
   let convert = cache.get(column);
-  if (!convert) cache.set(column, (convert = converterFor(column, origin)));
+  if (!convert) {
+    convert = converterFor(column, origin);
+    cache.set(column, convert);
+  }
   return convert(raw);
 }
 
@@ -183,12 +192,16 @@ function orNull(convert: (v: unknown) => unknown): Converter {
 
 function asString(v: unknown, column: ColumnInfo, origin: RowOrigin): string {
   if (typeof v === 'string') return v;
-  throw new TypeError(`column ${column.name} (${column.columnType}): expected text, got ${describe(v)}; was the ${origin} connection opened with ${origin.toUpperCase()}_CONNECTION_OPTIONS?`);
+  throw new TypeError(
+    `column ${column.name} (${column.columnType}): expected text, got ${describe(v)}; was the ${origin} connection opened with ${origin.toUpperCase()}_CONNECTION_OPTIONS?`,
+  );
 }
 
 function asBuffer(v: unknown, column: ColumnInfo, origin: RowOrigin): Buffer {
   if (Buffer.isBuffer(v)) return v;
-  throw new TypeError(`column ${column.name} (${column.columnType}): expected bytes, got ${describe(v)}; was the ${origin} connection opened with ${origin.toUpperCase()}_CONNECTION_OPTIONS?`);
+  throw new TypeError(
+    `column ${column.name} (${column.columnType}): expected bytes, got ${describe(v)}; was the ${origin} connection opened with ${origin.toUpperCase()}_CONNECTION_OPTIONS?`,
+  );
 }
 
 function describe(v: unknown): string {

@@ -1,5 +1,5 @@
 import { createServer, type Server } from 'node:http';
-import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, collectDefaultMetrics, Gauge, Registry } from 'prom-client';
 import type { SyncObserver } from './observer.js';
 
 /**
@@ -11,11 +11,35 @@ export class Metrics implements SyncObserver {
   private ready = false;
   private lastCommitMs: number | undefined;
   private lastSourceTsMs: number | undefined;
-  private readonly rows = new Counter({ name: 'tidemark_snapshot_rows_total', help: 'Rows read by the snapshot', labelNames: ['table'], registers: [this.registry] });
-  private readonly chunksDone = new Gauge({ name: 'tidemark_snapshot_chunks_done', help: 'Chunks of the current snapshot done', labelNames: ['table'], registers: [this.registry] });
-  private readonly chunksTotal = new Gauge({ name: 'tidemark_snapshot_chunks_total', help: 'Chunks of the current snapshot (-1 while still splitting)', labelNames: ['table'], registers: [this.registry] });
-  private readonly events = new Counter({ name: 'tidemark_stream_events_total', help: 'Change events streamed from the binlog', labelNames: ['op'], registers: [this.registry] });
-  private readonly lagBytes = new Gauge({ name: 'tidemark_lag_bytes', help: 'Binlog bytes between the last commit and the server position', registers: [this.registry] });
+  private readonly rows = new Counter({
+    name: 'tidemark_snapshot_rows_total',
+    help: 'Rows read by the snapshot',
+    labelNames: ['table'],
+    registers: [this.registry],
+  });
+  private readonly chunksDone = new Gauge({
+    name: 'tidemark_snapshot_chunks_done',
+    help: 'Chunks of the current snapshot done',
+    labelNames: ['table'],
+    registers: [this.registry],
+  });
+  private readonly chunksTotal = new Gauge({
+    name: 'tidemark_snapshot_chunks_total',
+    help: 'Chunks of the current snapshot (-1 while still splitting)',
+    labelNames: ['table'],
+    registers: [this.registry],
+  });
+  private readonly events = new Counter({
+    name: 'tidemark_stream_events_total',
+    help: 'Change events streamed from the binlog',
+    labelNames: ['op'],
+    registers: [this.registry],
+  });
+  private readonly lagBytes = new Gauge({
+    name: 'tidemark_lag_bytes',
+    help: 'Binlog bytes between the last commit and the server position',
+    registers: [this.registry],
+  });
   private readonly reconnects = new Counter({ name: 'tidemark_reconnects_total', help: 'Binlog reconnects', registers: [this.registry] });
   private readonly errors = new Counter({ name: 'tidemark_errors_total', help: 'Errors that stopped or interrupted sync', registers: [this.registry] });
 
@@ -23,13 +47,17 @@ export class Metrics implements SyncObserver {
     collectDefaultMetrics({ register: this.registry, prefix: 'tidemark_process_' });
     const self = this;
     new Gauge({
-      name: 'tidemark_lag_seconds', help: 'Now minus the source commit time of the last committed transaction', registers: [this.registry],
+      name: 'tidemark_lag_seconds',
+      help: 'Now minus the source commit time of the last committed transaction',
+      registers: [this.registry],
       collect() {
         if (self.lastSourceTsMs !== undefined) this.set(Math.max(0, (Date.now() - self.lastSourceTsMs) / 1000));
       },
     });
     new Gauge({
-      name: 'tidemark_last_commit_age_seconds', help: 'Seconds since the last sink commit', registers: [this.registry],
+      name: 'tidemark_last_commit_age_seconds',
+      help: 'Seconds since the last sink commit',
+      registers: [this.registry],
       collect() {
         if (self.lastCommitMs !== undefined) this.set((Date.now() - self.lastCommitMs) / 1000);
       },

@@ -69,7 +69,12 @@ export class SnapshotProgress implements SyncObserver {
       this.overall!.update(total.rows, { rate: Math.round(rate), eta_text: eta(total.estimate - total.rows, rate) });
     } else if (Date.now() - this.lastLog >= 10_000) {
       this.lastLog = Date.now();
-      this.log('snapshot progress', { rows: total.rows, estimate: total.estimate, rowsPerSecond: Math.round(rate), eta: eta(total.estimate - total.rows, rate) });
+      this.log('snapshot progress', {
+        rows: total.rows,
+        estimate: total.estimate,
+        rowsPerSecond: Math.round(rate),
+        eta: eta(total.estimate - total.rows, rate),
+      });
     }
   }
 

@@ -1,6 +1,6 @@
 import { closeSync, fstatSync, fsync, fsyncSync, ftruncateSync, mkdirSync, openSync, statSync, write } from 'node:fs';
-import { promisify } from 'node:util';
 import { dirname } from 'node:path';
+import { promisify } from 'node:util';
 import type { OutputRecord } from '../events/event.js';
 import type { PreparedBatch, Sink } from './sink.js';
 
@@ -63,7 +63,9 @@ export class JsonlSink implements Sink {
     const committed = Number(committedState ?? 0);
     const size = fstatSync(this.fd).size;
     if (size < committed) {
-      throw new Error(`${this.path} is ${size} bytes but the checkpoint says ${committed} were committed: the file was truncated or replaced. Restore it, or run tidemark reset to start over.`);
+      throw new Error(
+        `${this.path} is ${size} bytes but the checkpoint says ${committed} were committed: the file was truncated or replaced. Restore it, or run tidemark reset to start over.`,
+      );
     }
     if (size > committed) {
       ftruncateSync(this.fd, committed);

@@ -1,13 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import {
+  type Admin,
   CompressionTypes,
   Kafka,
-  logLevel,
-  Partitioners,
-  type Admin,
   type KafkaConfig,
   type logCreator,
+  logLevel,
   type Message,
+  Partitioners,
   type Producer,
   type RetryOptions,
   type SASLOptions,

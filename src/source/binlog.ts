@@ -1,5 +1,5 @@
-import ZongJi from '@vlasky/zongji';
 import type { AnyBinlogEvent, DeleteRowsEvent, QueryEvent, UpdateRowsEvent, WriteRowsEvent } from '@vlasky/zongji';
+import ZongJi from '@vlasky/zongji';
 import { BINLOG_CONNECTION_OPTIONS } from '../events/values.js';
 import type { Position } from './position.js';
 import { connectionOptions, SourceError, type SourceSettings } from './server.js';
@@ -71,7 +71,7 @@ export class BinlogReader {
 
   start(): Promise<void> {
     const includeSchema: Record<string, string[]> = {};
-    for (const t of this.opts.tables) (includeSchema[t.db] ??= []).push(t.table);
+    for (const t of this.opts.tables) includeSchema[t.db] = [...(includeSchema[t.db] ?? []), t.table];
     return new Promise((resolve, reject) => {
       let ready = false;
       this.zongji.on('ready', () => {

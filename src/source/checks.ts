@@ -1,6 +1,6 @@
 import type { Connection } from 'mysql2/promise';
-import { matchTables, serverIdRange, type Config } from '../config/load.js';
-import { chunkKeyProblem, loadTableSchemas, uniqueIndexes, type TableSchema } from './schema.js';
+import { type Config, matchTables, serverIdRange } from '../config/load.js';
+import { chunkKeyProblem, loadTableSchemas, type TableSchema, uniqueIndexes } from './schema.js';
 import { binlogFiles, connect, currentPosition, listTables, processList, quoteId } from './server.js';
 
 export type CheckStatus = 'PASS' | 'WARN' | 'FAIL';
@@ -85,7 +85,13 @@ export async function runChecks(config: Config): Promise<CheckResult[]> {
       source = await readSource(conn, config);
     } catch (err) {
       // Reading variables, grants and the table list needs no privilege, so this is a server-side problem.
-      return [fail('connection', `connected, but could not read the server's settings: ${errorMessage(err)}`, 'Resolve the error above and run tidemark check again.')];
+      return [
+        fail(
+          'connection',
+          `connected, but could not read the server's settings: ${errorMessage(err)}`,
+          'Resolve the error above and run tidemark check again.',
+        ),
+      ];
     }
     const { user, host } = source.account;
     const results = [pass('connection', `logged in as ${user}@${host} at ${config.source.host}:${config.source.port}`), ...settingChecks(source)];
@@ -124,7 +130,10 @@ async function readSource(conn: Connection, config: Config): Promise<Source> {
   const [grantRows] = await conn.query({ sql: 'SHOW GRANTS', rowsAsArray: true });
   // With partial_revokes on, MySQL takes database names in grants literally instead of as LIKE patterns.
   const literalDbNames = flavour === 'mysql' && vars.partial_revokes === 'ON';
-  const grants = parseGrants((grantRows as unknown[][]).map((r) => String(r[0])), literalDbNames);
+  const grants = parseGrants(
+    (grantRows as unknown[][]).map((r) => String(r[0])),
+    literalDbNames,
+  );
 
   const available = await listTables(conn);
   return {
@@ -234,7 +243,10 @@ function settingChecks(s: Source): CheckResult[] {
           `${valueOptions}: JSON updates are logged as partial diffs, which tidemark cannot decode`,
           setVariable(flavour, 'binlog_row_value_options', '', true),
         )
-      : pass('binlog_row_value_options', valueOptions === null ? 'not available on this server (nothing to turn off)' : valueOptions === '' ? "'' (full JSON values)" : valueOptions),
+      : pass(
+          'binlog_row_value_options',
+          valueOptions === null ? 'not available on this server (nothing to turn off)' : valueOptions === '' ? "'' (full JSON values)" : valueOptions,
+        ),
   );
   return out;
 }
@@ -245,7 +257,10 @@ const MINIMUM: Record<Flavour, { label: string; version: [number, number] }> = {
 };
 
 function checkVersion(flavour: Flavour, version: string): CheckResult {
-  const { label, version: [minMajor, minMinor] } = MINIMUM[flavour];
+  const {
+    label,
+    version: [minMajor, minMinor],
+  } = MINIMUM[flavour];
   const found = `${label} ${version}`;
   const m = /^(\d+)\.(\d+)/.exec(version);
   if (!m) return warn('server', `${found}: version not recognised`, 'Use MySQL 8.0+ or MariaDB 10.6+, the versions tidemark supports.');
@@ -271,17 +286,17 @@ async function checkTablesMatch(s: Source): Promise<CheckResult[]> {
   });
   const visibility = grantsFor.length > 0 ? ` If they exist, the account may not be allowed to see them: ${grantsFor.join(' ')}` : '';
   if (s.tables.length === 0) {
-    return [
-      fail(
-        'source.tables',
-        `${patterns.join(', ')} matches no table the account can see`,
-        `Correct the db.table names in source.tables.${visibility}`,
-      ),
-    ];
+    return [fail('source.tables', `${patterns.join(', ')} matches no table the account can see`, `Correct the db.table names in source.tables.${visibility}`)];
   }
   const found = `${s.tables.length} table${s.tables.length === 1 ? '' : 's'}: ${abbreviate(s.tables.map(nameOf))}`;
   if (unmatched.length > 0) {
-    return [warn('source.tables', `${found}; but ${unmatched.join(', ')} ${unmatched.length === 1 ? 'matches' : 'match'} nothing`, `Correct or remove ${unmatched.join(', ')} in source.tables.${visibility}`)];
+    return [
+      warn(
+        'source.tables',
+        `${found}; but ${unmatched.join(', ')} ${unmatched.length === 1 ? 'matches' : 'match'} nothing`,
+        `Correct or remove ${unmatched.join(', ')} in source.tables.${visibility}`,
+      ),
+    ];
   }
   return [pass('source.tables', found)];
 }
@@ -313,7 +328,11 @@ async function checkKeys(s: Source): Promise<CheckResult[]> {
         const problem = chunkKeyProblem(schema, configured, indexes);
         if (problem) {
           problems.push(
-            fail(`key of ${name}`, `snapshot.chunkKey.${name}: ${problem}`, `${chunkKeyFix(name, schema, indexes)}, or CREATE UNIQUE INDEX on NOT NULL columns and name them there.`),
+            fail(
+              `key of ${name}`,
+              `snapshot.chunkKey.${name}: ${problem}`,
+              `${chunkKeyFix(name, schema, indexes)}, or CREATE UNIQUE INDEX on NOT NULL columns and name them there.`,
+            ),
           );
         }
       } else if (schema.primaryKey.length === 0) {
@@ -332,7 +351,7 @@ async function checkKeys(s: Source): Promise<CheckResult[]> {
   return [
     pass(
       'table keys',
-      `${count === 1 ? 'the table has' : `all ${count} tables have`} a primary key` + (viaChunkKey > 0 ? ` or a valid snapshot.chunkKey (${viaChunkKey})` : ''),
+      `${count === 1 ? 'the table has' : `all ${count} tables have`} a primary key${viaChunkKey > 0 ? ` or a valid snapshot.chunkKey (${viaChunkKey})` : ''}`,
     ),
   ];
 }
@@ -529,7 +548,13 @@ async function checkReplicationClient(s: Source): Promise<CheckResult[]> {
     await binlogFiles(s.conn);
     return [pass(check, 'not granted by name, but SHOW BINARY LOG STATUS and SHOW BINARY LOGS work (through SUPER or a similar privilege)')];
   } catch {
-    return [fail(check, `not granted${also}: the account cannot read binlog positions, which every chunk and the stream need`, `GRANT ${name} ON *.* TO ${accountSql(s)};`)];
+    return [
+      fail(
+        check,
+        `not granted${also}: the account cannot read binlog positions, which every chunk and the stream need`,
+        `GRANT ${name} ON *.* TO ${accountSql(s)};`,
+      ),
+    ];
   }
 }
 
@@ -585,7 +610,12 @@ async function checkServerIds(s: Source): Promise<CheckResult[]> {
     ...replicas.filter((r) => inRange(r.id)).map((r) => `replica ${r.where} is registered with server_id ${r.id}`),
   ];
   const idsText = `ids ${range} (source.serverId and the next snapshot.parallelism, one per binlog connection)`;
-  const others = registered instanceof Error ? '' : replicas.length > 0 ? `, nor a registered replica's (${replicas.map((r) => r.id).join(', ')})` : ', no replica registered';
+  const others =
+    registered instanceof Error
+      ? ''
+      : replicas.length > 0
+        ? `, nor a registered replica's (${replicas.map((r) => r.id).join(', ')})`
+        : ', no replica registered';
   const clear = `ids ${range}: not the source's server_id (${ownId})${others}`;
   if (clashes.length > 0) {
     const free = freeServerId(first, size, [ownId, ...replicas.map((r) => r.id)]);

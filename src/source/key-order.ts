@@ -131,7 +131,7 @@ export class KeyOrder {
         const exprs = batch.map(() => `HEX(WEIGHT_STRING(CONVERT(? USING ${charset}) COLLATE ${column.collation}))`);
         const [rows] = await this.conn.query({ sql: `SELECT ${exprs.join(', ')}`, rowsAsArray: true }, batch);
         const row = (rows as string[][])[0]!;
-        batch.forEach((v, j) => cache.set(v, row[j]!));
+        for (let j = 0; j < batch.length; j++) cache.set(batch[j]!, row[j]!);
       }
     }
   }

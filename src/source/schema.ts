@@ -60,7 +60,10 @@ export async function loadTableSchemas(conn: Connection, db: string, tables: str
   );
   for (const c of cols as ColumnRow[]) {
     let t = result.get(c.TABLE_NAME);
-    if (!t) result.set(c.TABLE_NAME, (t = { db, table: c.TABLE_NAME, columns: [], primaryKey: [] }));
+    if (!t) {
+      t = { db, table: c.TABLE_NAME, columns: [], primaryKey: [] };
+      result.set(c.TABLE_NAME, t);
+    }
     const columnType = c.COLUMN_TYPE.toLowerCase();
     t.columns.push({
       name: c.COLUMN_NAME,

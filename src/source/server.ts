@@ -1,5 +1,5 @@
-import mysql from 'mysql2/promise';
 import type { Connection, ConnectionOptions, Pool } from 'mysql2/promise';
+import mysql from 'mysql2/promise';
 import type { SourceIdentity } from '../checkpoint/store.js';
 import { SNAPSHOT_CONNECTION_OPTIONS, SNAPSHOT_SESSION_SQL } from '../events/values.js';
 import type { Position } from './position.js';
@@ -81,7 +81,9 @@ function describeConnectError(err: unknown, s: SourceSettings): Error {
     return new SourceError(`cannot log in to the source as ${where}: access denied. Check source.user and source.password (or the password in source.url).`);
   }
   if (e.code === 'ECONNREFUSED' || e.code === 'ETIMEDOUT' || e.code === 'ENOTFOUND' || e.code === 'EHOSTUNREACH') {
-    return new SourceError(`cannot reach the source at ${s.host}:${s.port} (${e.code}). Check source.host/source.port (or source.url) and that the server is running.`);
+    return new SourceError(
+      `cannot reach the source at ${s.host}:${s.port} (${e.code}). Check source.host/source.port (or source.url) and that the server is running.`,
+    );
   }
   return new SourceError(`cannot connect to the source as ${where}: ${e.message ?? String(err)}`);
 }
@@ -109,10 +111,14 @@ export async function inspectServer(conn: Connection): Promise<ServerInfo> {
     throw new SourceError('the source has no binary log (log_bin is OFF). Start the server with --log-bin (and --server-id) so tidemark can follow changes.');
   }
   if (v.binlog_format !== 'ROW') {
-    throw new SourceError(`the source logs binlog_format=${v.binlog_format}; tidemark needs ROW. Run SET GLOBAL binlog_format = 'ROW' (and set it in the server config), then reconnect.`);
+    throw new SourceError(
+      `the source logs binlog_format=${v.binlog_format}; tidemark needs ROW. Run SET GLOBAL binlog_format = 'ROW' (and set it in the server config), then reconnect.`,
+    );
   }
   if (v.binlog_row_image !== 'FULL') {
-    throw new SourceError(`the source logs binlog_row_image=${v.binlog_row_image}; tidemark needs FULL before/after images. Run SET GLOBAL binlog_row_image = 'FULL' (and set it in the server config).`);
+    throw new SourceError(
+      `the source logs binlog_row_image=${v.binlog_row_image}; tidemark needs FULL before/after images. Run SET GLOBAL binlog_row_image = 'FULL' (and set it in the server config).`,
+    );
   }
   return {
     identity: { flavour, serverId: (flavour === 'mysql' ? v.server_uuid : v.server_id) ?? '', version },
@@ -131,7 +137,10 @@ export async function currentPosition(conn: Connection, flavour: 'mysql' | 'mari
     [rows] = await conn.query('SHOW MASTER STATUS');
   }
   const r = (rows as { File: string; Position: number | string; Executed_Gtid_Set?: string }[])[0];
-  if (!r) throw new SourceError('SHOW BINARY LOG STATUS returned nothing: the binary log is off, or the user lacks REPLICATION CLIENT. Grant it with GRANT REPLICATION CLIENT ON *.* TO <user>.');
+  if (!r)
+    throw new SourceError(
+      'SHOW BINARY LOG STATUS returned nothing: the binary log is off, or the user lacks REPLICATION CLIENT. Grant it with GRANT REPLICATION CLIENT ON *.* TO <user>.',
+    );
   const p: Position = { file: r.File, pos: Number(r.Position) };
   // MySQL reads the executed set before the position, so the set never claims a transaction past it.
   if (flavour === 'mysql' && r.Executed_Gtid_Set) p.gtid = r.Executed_Gtid_Set.replace(/\s+/g, '');
@@ -169,7 +178,12 @@ export async function listTables(conn: Connection): Promise<{ db: string; table:
  */
 export async function processList(conn: Connection): Promise<{ id: number; user: string; host: string; command: string }[]> {
   const [rows] = await conn.query('SHOW PROCESSLIST');
-  return (rows as { Id: number | string; User: string; Host: string; Command: string }[]).map((r) => ({ id: Number(r.Id), user: r.User, host: r.Host, command: r.Command }));
+  return (rows as { Id: number | string; User: string; Host: string; Command: string }[]).map((r) => ({
+    id: Number(r.Id),
+    user: r.User,
+    host: r.Host,
+    command: r.Command,
+  }));
 }
 
 export function quoteId(name: string): string {

@@ -4,12 +4,12 @@ import { CheckpointStore } from '../checkpoint/store.js';
 import type { Config } from '../config/load.js';
 import { DebeziumEncoder } from '../events/debezium.js';
 import type { SyncObserver } from '../ops/observer.js';
-import { connect, controlPool, inspectServer, SourceError, type ServerInfo } from '../source/server.js';
 import { JsonlSink } from '../sink/jsonl.js';
 import { KafkaSink } from '../sink/kafka.js';
-import type { Sink } from '../sink/sink.js';
 import { NullSink } from '../sink/null.js';
+import type { Sink } from '../sink/sink.js';
 import { StdoutSink } from '../sink/stdout.js';
+import { connect, controlPool, inspectServer, type ServerInfo, SourceError } from '../source/server.js';
 import { Committer } from './committer.js';
 import { RunContext } from './run-context.js';
 import { planTables, resolveTables } from './tables.js';
@@ -54,7 +54,13 @@ export async function runSync(config: Config, opts: SyncOptions = {}): Promise<v
     await planTables(conn, config, store, info, tables, log);
     const planned = store.tables();
     opts.observer?.tablesPlanned?.(
-      planned.map((t) => ({ name: t.name, rowsEstimate: t.rowsEstimate, rowsDone: t.snapshotRows, chunksDone: store!.doneChunks(t.name), chunksTotal: t.chunksTotal })),
+      planned.map((t) => ({
+        name: t.name,
+        rowsEstimate: t.rowsEstimate,
+        rowsDone: t.snapshotRows,
+        chunksDone: store!.doneChunks(t.name),
+        chunksTotal: t.chunksTotal,
+      })),
     );
     const ctx = new RunContext(config, pool, store, info, tables, committer, opts, log, sameServer);
     await ctx.snapshot();
@@ -99,5 +105,8 @@ async function gtidsExecutedOn(conn: Connection, flavour: 'mysql' | 'mariadb', g
   }
   const [rows] = await conn.query({ sql: 'SELECT @@GLOBAL.gtid_binlog_pos', rowsAsArray: true });
   const here = MariadbGtidPosition.parse(String((rows as unknown[][])[0]![0]));
-  return gtid.split(',').filter((g) => g !== '').every((g) => here.covers(g));
+  return gtid
+    .split(',')
+    .filter((g) => g !== '')
+    .every((g) => here.covers(g));
 }

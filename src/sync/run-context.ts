@@ -1,14 +1,14 @@
 /** One run of a connector: the initial snapshot with parallel chunk readers, then the stream. */
 import type { Connection } from 'mysql2/promise';
 import type { CheckpointStore, ChunkRecord } from '../checkpoint/store.js';
-import { serverIdRange, type Config } from '../config/load.js';
+import { type Config, serverIdRange } from '../config/load.js';
 import type { ChangeEvent } from '../events/event.js';
 import { ChunkSplitter, keyColumnsOf } from '../source/chunker.js';
 import { KeyOrder } from '../source/key-order.js';
 import { bytesBetween, minPosition, type Position } from '../source/position.js';
 import { loadTableSchemas } from '../source/schema.js';
-import { binlogSizes, currentPosition, isConnectionLoss, SourceLink, withMariadbGtid, type ServerInfo } from '../source/server.js';
-import { readChunk, snapshotTable, type ChunkRows, type SnapshotTable } from '../source/snapshot.js';
+import { binlogSizes, currentPosition, isConnectionLoss, type ServerInfo, SourceLink, withMariadbGtid } from '../source/server.js';
+import { type ChunkRows, readChunk, type SnapshotTable, snapshotTable } from '../source/snapshot.js';
 import type { Committer } from './committer.js';
 import type { SyncOptions } from './connector.js';
 import { StreamFilter } from './stream-filter.js';
@@ -107,7 +107,13 @@ export class RunContext {
         const last = existing[existing.length - 1];
         if (last && last.hi === null) continue;
         const st = await self.tableFor(t);
-        const splitter = await ChunkSplitter.create(self.conn, t.schema, st.keyColumns, self.config.snapshot.chunkSize, progress.get(t.name)?.rowsEstimate ?? 0);
+        const splitter = await ChunkSplitter.create(
+          self.conn,
+          t.schema,
+          st.keyColumns,
+          self.config.snapshot.chunkSize,
+          progress.get(t.name)?.rowsEstimate ?? 0,
+        );
         let idx = existing.length;
         let lo = last ? last.hi : null;
         for (;;) {
@@ -143,7 +149,12 @@ export class RunContext {
    * Reads a chunk exact as of its high watermark and turns its rows into snapshot reads. A lost
    * connection is replaced and the chunk read again from its low watermark, a few times.
    */
-  async readChunkEvents(link: SourceLink, table: CapturedTable, chunk: ChunkRecord, backfillServerId: number): Promise<{ events: ChangeEvent[]; result: ChunkRows }> {
+  async readChunkEvents(
+    link: SourceLink,
+    table: CapturedTable,
+    chunk: ChunkRecord,
+    backfillServerId: number,
+  ): Promise<{ events: ChangeEvent[]; result: ChunkRows }> {
     const st = await this.tableFor(table);
     const ctx = { flavour: this.info.identity.flavour, gtidMode: this.info.gtidMode, source: this.config.source };
     let result: ChunkRows;
@@ -190,7 +201,12 @@ export class RunContext {
    * Reads a chunk and hands it to the committer; returns only counts, so the chunk worker holds none
    * of the rows while the commit runs (the committer lets them go once the sink has encoded them).
    */
-  private async readAndCommit(link: SourceLink, table: CapturedTable, chunk: ChunkRecord, serverId: number): Promise<{ committed: Promise<void>; rows: number; backfilled: number } | undefined> {
+  private async readAndCommit(
+    link: SourceLink,
+    table: CapturedTable,
+    chunk: ChunkRecord,
+    serverId: number,
+  ): Promise<{ committed: Promise<void>; rows: number; backfilled: number } | undefined> {
     const { events, result } = await this.readChunkEvents(link, table, chunk, serverId);
     if (this.aborted) return undefined;
     const rows = events.length;

@@ -1,9 +1,9 @@
 import type { CheckpointStore } from '../checkpoint/store.js';
-import { serverIdRange, type Config } from '../config/load.js';
+import { type Config, serverIdRange } from '../config/load.js';
 import type { ChangeEvent, EventSource } from '../events/event.js';
 import { BinlogReader, type BinlogTransaction, type RowChange, type StartAt } from '../source/binlog.js';
 import { comparePositions, formatPosition, type Position } from '../source/position.js';
-import { SourceError, SourceLink, type ServerInfo } from '../source/server.js';
+import { type ServerInfo, SourceError, SourceLink } from '../source/server.js';
 import { keyOf, type SnapshotTable } from '../source/snapshot.js';
 import type { Committer } from './committer.js';
 import type { SyncOptions } from './connector.js';
@@ -127,7 +127,12 @@ export class Streamer {
     signal?.addEventListener('abort', onAbort);
     try {
       for (;;) {
-        if (target && this.incremental.length === 0 && (sameServer || this.committedSinceStart) && comparePositions(this.store.streamPosition()!, target) >= 0) {
+        if (
+          target &&
+          this.incremental.length === 0 &&
+          (sameServer || this.committedSinceStart) &&
+          comparePositions(this.store.streamPosition()!, target) >= 0
+        ) {
           this.log('caught up', { position: formatPosition(this.store.streamPosition()!) });
           return;
         }
@@ -250,7 +255,11 @@ export class Streamer {
         return;
       }
       await this.committer.commit(events, { chunksDone: [done] });
-      await this.filter.addChunk(table.name, { ...chunk, status: 'done', lw: result.lw, hw: result.hw, rows: events.length }, (await this.tables.tableFor(table)).order);
+      await this.filter.addChunk(
+        table.name,
+        { ...chunk, status: 'done', lw: result.lw, hw: result.hw, rows: events.length },
+        (await this.tables.tableFor(table)).order,
+      );
       this.tables.chunkReported(table.name, events.length);
       this.log('chunk done', { table: table.name, chunk: chunk.idx, rows: events.length, backfilled: result.backfilled, whileStreaming: true });
     } finally {
@@ -324,7 +333,8 @@ export class Streamer {
       }
       for (const [name, keys] of keysByTable) await this.filter.needsLookup(name, tx.end)?.prepare(keys);
     }
-    const pass = (name: string, st: SnapshotTable, raw: Record<string, unknown>) => !filtering || this.filter.passes(name, keyOf(raw, st.keyColumns, 'binlog'), tx.end);
+    const pass = (name: string, st: SnapshotTable, raw: Record<string, unknown>) =>
+      !filtering || this.filter.passes(name, keyOf(raw, st.keyColumns, 'binlog'), tx.end);
     for (let i = 0; i < changes.length; i++) {
       const { name, st } = tables[i]!;
       const { db, table } = st.schema;
@@ -334,7 +344,8 @@ export class Streamer {
         const newKey = st.binlogKey(after);
         // Canonical key text is equal exactly when every key value is.
         if (oldKey === newKey) {
-          if (pass(name, st, after)) events.push({ op: 'u', db, table, key: newKey, before: st.binlogRow(before), after: st.binlogRow(after), row: row++, source });
+          if (pass(name, st, after))
+            events.push({ op: 'u', db, table, key: newKey, before: st.binlogRow(before), after: st.binlogRow(after), row: row++, source });
         } else {
           // A key change is a delete of the old key and a create of the new one, each judged on its own chunk.
           if (pass(name, st, before)) events.push({ op: 'd', db, table, key: oldKey, before: st.binlogRow(before), after: null, row: row++, source });
@@ -343,7 +354,8 @@ export class Streamer {
       } else if (after) {
         if (pass(name, st, after)) events.push({ op: 'c', db, table, key: st.binlogKey(after), before: null, after: st.binlogRow(after), row: row++, source });
       } else if (before) {
-        if (pass(name, st, before)) events.push({ op: 'd', db, table, key: st.binlogKey(before), before: st.binlogRow(before), after: null, row: row++, source });
+        if (pass(name, st, before))
+          events.push({ op: 'd', db, table, key: st.binlogKey(before), before: st.binlogRow(before), after: null, row: row++, source });
       }
     }
     if (tx.ddl.length > 0) await this.refreshSchemas(tx);
@@ -432,9 +444,13 @@ export class Streamer {
 function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
     const t = setTimeout(resolve, ms);
-    signal?.addEventListener('abort', () => {
-      clearTimeout(t);
-      resolve();
-    }, { once: true });
+    signal?.addEventListener(
+      'abort',
+      () => {
+        clearTimeout(t);
+        resolve();
+      },
+      { once: true },
+    );
   });
 }

@@ -1,10 +1,10 @@
 /** Which tables a connector captures, on which key, and what each needs before streaming. */
 import type { Connection } from 'mysql2/promise';
 import type { CheckpointStore, CheckpointUpdate, ChunkRecord } from '../checkpoint/store.js';
-import { matchTables, type Config } from '../config/load.js';
+import { type Config, matchTables } from '../config/load.js';
 import { minPosition, type Position } from '../source/position.js';
-import { chunkKeyProblem, loadTableSchemas, uniqueIndexes, type TableSchema } from '../source/schema.js';
-import { binlogFiles, currentPosition, listTables, SourceError, type ServerInfo } from '../source/server.js';
+import { chunkKeyProblem, loadTableSchemas, type TableSchema, uniqueIndexes } from '../source/schema.js';
+import { binlogFiles, currentPosition, listTables, type ServerInfo, SourceError } from '../source/server.js';
 import type { SyncOptions } from './connector.js';
 
 export const tableName = (s: { db: string; table: string }) => `${s.db}.${s.table}`;
@@ -92,14 +92,22 @@ export async function planTables(
 function neededBinlogFile(store: CheckpointStore): string | undefined {
   const stream = store.streamPosition();
   if (stream) return stream.file;
-  const hws = store.tables().flatMap((t) => store.chunks(t.name).map((c) => c.hw).filter((h): h is Position => h !== null));
+  const hws = store.tables().flatMap((t) =>
+    store
+      .chunks(t.name)
+      .map((c) => c.hw)
+      .filter((h): h is Position => h !== null),
+  );
   return minPosition(hws)?.file;
 }
 
 export async function rowEstimates(conn: Connection, tables: CapturedTable[]): Promise<Map<string, number>> {
   const out = new Map<string, number>();
   for (const t of tables) {
-    const [rows] = await conn.query('SELECT TABLE_ROWS AS n FROM INFORMATION_SCHEMA.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?', [t.schema.db, t.schema.table]);
+    const [rows] = await conn.query('SELECT TABLE_ROWS AS n FROM INFORMATION_SCHEMA.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?', [
+      t.schema.db,
+      t.schema.table,
+    ]);
     out.set(t.name, Number((rows as { n: number | string | null }[])[0]?.n ?? 0));
   }
   return out;

@@ -1,9 +1,9 @@
-import type mysql from 'mysql2/promise';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
+import type mysql from 'mysql2/promise';
 import { describe, expect, it } from 'vitest';
-import { canSelect, hasReplicationClient, hasReplicationSlave, parseGrants, type CheckResult } from '../../src/source/checks.js';
-import { FLAVOURS, freshDatabase, urlOf, type Flavour } from '../support/db.js';
+import { type CheckResult, canSelect, hasReplicationClient, hasReplicationSlave, parseGrants } from '../../src/source/checks.js';
+import { FLAVOURS, type Flavour, freshDatabase, urlOf } from '../support/db.js';
 import { runTidemark, sourceFromUrl, tempDir, writeConfig } from '../support/tidemark.js';
 
 interface CheckRun {
@@ -219,7 +219,10 @@ describe('SHOW GRANTS parsing', () => {
   const to = ' TO `cdc`@`%`';
 
   it('reads MySQL global privilege lists, static and dynamic', () => {
-    const g = parseGrants([`GRANT SELECT, RELOAD, REPLICATION SLAVE, REPLICATION CLIENT ON *.*${to}`, `GRANT BINLOG_ADMIN,REPLICATION_SLAVE_ADMIN ON *.*${to}`], false);
+    const g = parseGrants(
+      [`GRANT SELECT, RELOAD, REPLICATION SLAVE, REPLICATION CLIENT ON *.*${to}`, `GRANT BINLOG_ADMIN,REPLICATION_SLAVE_ADMIN ON *.*${to}`],
+      false,
+    );
     expect(hasReplicationSlave(g)).toBe(true);
     expect(hasReplicationClient(g)).toBe(true);
     expect(canSelect(g, 'shop', 'orders')).toBe(true);

@@ -1,15 +1,15 @@
-import { Kafka, logLevel } from 'kafkajs';
-import type mysql from 'mysql2/promise';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
+import { Kafka, logLevel } from 'kafkajs';
+import type mysql from 'mysql2/promise';
 import { describe, expect, inject, it } from 'vitest';
 import type { OutputRecord } from '../../src/events/event.js';
 import { KafkaSink, type KafkaSinkConfig } from '../../src/sink/kafka.js';
-import { checkConsistency, formatReport, type Envelope } from '../support/consistency.js';
-import { FLAVOURS, freshDatabase, urlOf, type Flavour } from '../support/db.js';
-import { asOutputLines, dataTopics, privateBroker, readCommitted, watch, type TopicMessage } from '../support/kafka.js';
-import { runTidemark, sourceFromUrl, tempDir, tidemark, writeConfig, type TidemarkProcess } from '../support/tidemark.js';
-import { createWorkloadTable, sourceState, startWriter, type KeyKind } from '../support/workload.js';
+import { checkConsistency, type Envelope, formatReport } from '../support/consistency.js';
+import { FLAVOURS, type Flavour, freshDatabase, urlOf } from '../support/db.js';
+import { asOutputLines, dataTopics, privateBroker, readCommitted, type TopicMessage, watch } from '../support/kafka.js';
+import { runTidemark, sourceFromUrl, type TidemarkProcess, tempDir, tidemark, writeConfig } from '../support/tidemark.js';
+import { createWorkloadTable, type KeyKind, sourceState, startWriter } from '../support/workload.js';
 
 const TABLES: { table: string; key: KeyKind; rows: number }[] = [
   { table: 'orders', key: 'int', rows: 5_000 },
@@ -56,7 +56,16 @@ async function setup(flavour: Flavour, serverId: number, opts: SetupOptions = {}
   return { db, conn, dir, name, prefix, brokers, config };
 }
 
-function configFor(s: { flavour: Flavour; serverId: number; db: string; dir: string; name: string; prefix: string; brokers: string; opts: SetupOptions }): Record<string, unknown> {
+function configFor(s: {
+  flavour: Flavour;
+  serverId: number;
+  db: string;
+  dir: string;
+  name: string;
+  prefix: string;
+  brokers: string;
+  opts: SetupOptions;
+}): Record<string, unknown> {
   return {
     name: s.name,
     source: { ...sourceFromUrl(urlOf(s.flavour)), serverId: s.serverId, tables: [`${s.db}.*`] },
@@ -170,7 +179,13 @@ describe('KafkaSink against the broker', () => {
     try {
       expect(sink.guarantee).toBe('at-least-once');
       await sink.open(undefined);
-      const batch = sink.prepare([{ topic: `${name}.db.t`, key: '{"id":1}', value: '{"op":"c"}' }, { topic: `${name}.db.t`, key: '{"id":1}', value: null }], 1);
+      const batch = sink.prepare(
+        [
+          { topic: `${name}.db.t`, key: '{"id":1}', value: '{"op":"c"}' },
+          { topic: `${name}.db.t`, key: '{"id":1}', value: null },
+        ],
+        1,
+      );
       expect(batch.state).toBe('');
       await sink.commit(batch);
       expect(await sink.holds(batch.state)).toBe(false);
@@ -182,7 +197,10 @@ describe('KafkaSink against the broker', () => {
     expect((await admin.listTopics()).filter((t) => t.startsWith(`${name}.`))).toEqual([`${name}.db.t`]);
     await admin.disconnect();
     const messages = await readCommitted(inject('kafkaBrokers'), [`${name}.db.t`]);
-    expect(messages.map((m) => [m.key, m.value])).toEqual([['{"id":1}', '{"op":"c"}'], ['{"id":1}', null]]);
+    expect(messages.map((m) => [m.key, m.value])).toEqual([
+      ['{"id":1}', '{"op":"c"}'],
+      ['{"id":1}', null],
+    ]);
   });
 
   it('refuses a record whose topic does not start with the connector name', () => {
@@ -227,11 +245,30 @@ describe('kafka sink on mysql', () => {
       (offsets ??= await watch(s.brokers, [`${s.prefix}.tidemark.offsets`], { readUncommitted: false, onlyNew: true }));
     const killAt: { name: string; when: (p: TidemarkProcess) => Promise<void> }[] = [
       // A chunk read starts right after the previous one commits; 30 ms in, one is in flight.
-      { name: 'inside a chunk', when: async (p) => { await p.waitForLog((l) => l.msg === 'chunk done'); await sleep(30); } },
+      {
+        name: 'inside a chunk',
+        when: async (p) => {
+          await p.waitForLog((l) => l.msg === 'chunk done');
+          await sleep(30);
+        },
+      },
       { name: 'right after a chunk commit', when: (p) => p.waitForLog(() => p.count('chunk done') >= 5) },
       // Streaming commits every 400 ms: 200 ms after one, the next batch is half gathered.
-      { name: 'mid-batch before a commit', when: async (p) => { await p.waitForLog((l) => l.msg === 'streaming'); await nextCommit(await commits(), p); await sleep(200); } },
-      { name: 'right after a streaming commit', when: async (p) => { await p.waitForLog((l) => l.msg === 'streaming'); await nextCommit(await commits(), p); } },
+      {
+        name: 'mid-batch before a commit',
+        when: async (p) => {
+          await p.waitForLog((l) => l.msg === 'streaming');
+          await nextCommit(await commits(), p);
+          await sleep(200);
+        },
+      },
+      {
+        name: 'right after a streaming commit',
+        when: async (p) => {
+          await p.waitForLog((l) => l.msg === 'streaming');
+          await nextCommit(await commits(), p);
+        },
+      },
     ];
     try {
       for (const k of killAt) {
@@ -263,14 +300,20 @@ describe('kafka sink on mysql', () => {
       },
     });
     const topics = ['a', 'b'].map((t) => `${s.prefix}.${s.db}.${t}`);
-    const isOurs = (m: TopicMessage): boolean => m.value !== null && (JSON.parse(m.value) as Envelope).after?.id !== undefined && Number((JSON.parse(m.value) as Envelope).after!.id) >= 1000;
+    const isOurs = (m: TopicMessage): boolean =>
+      m.value !== null && (JSON.parse(m.value) as Envelope).after?.id !== undefined && Number((JSON.parse(m.value) as Envelope).after!.id) >= 1000;
 
     const first = tidemark(['sync', '-c', s.config]);
     await first.waitForLog((l) => l.msg === 'streaming');
     // Each record is about 400 kB, so the sink sends the transaction's 40 in about as many requests: the
     // first one read uncommitted means the Kafka transaction is open with more to come, and it is killed then.
     let killed: Promise<unknown> | undefined;
-    const uncommitted = await watch(s.brokers, topics, { readUncommitted: true, onMessage: (m) => { if (isOurs(m)) killed ??= first.kill('SIGKILL'); } });
+    const uncommitted = await watch(s.brokers, topics, {
+      readUncommitted: true,
+      onMessage: (m) => {
+        if (isOurs(m)) killed ??= first.kill('SIGKILL');
+      },
+    });
     const committed = await watch(s.brokers, topics, { readUncommitted: false });
     try {
       const body = 'x'.repeat(BODY);
@@ -343,7 +386,11 @@ describe('kafka sink on mysql', () => {
     const s = await setup('mysql', 7650, {
       create: (conn, db) => createWorkloadTable(conn, db, 'orders', { rows: 500, key: 'int' }),
     });
-    const unreachable = writeConfig(s.dir, configFor({ flavour: 'mysql', serverId: 7650, db: s.db, dir: s.dir, name: s.name, prefix: s.prefix, brokers: '127.0.0.1:9', opts: {} }), 'unreachable.yaml');
+    const unreachable = writeConfig(
+      s.dir,
+      configFor({ flavour: 'mysql', serverId: 7650, db: s.db, dir: s.dir, name: s.name, prefix: s.prefix, brokers: '127.0.0.1:9', opts: {} }),
+      'unreachable.yaml',
+    );
     const refused = await runTidemark(['sync', '-c', unreachable]);
     expect(refused.code).toBe(1);
     expect(refused.stderr).toContain('cannot connect to Kafka at sink.brokers (127.0.0.1:9): Connection error: connect ECONNREFUSED');
@@ -353,7 +400,20 @@ describe('kafka sink on mysql', () => {
       const old = tidemark(['sync', '-c', s.config]);
       await old.waitForLog((l) => l.msg === 'streaming');
       // Same connector name, so the same transactional id; its own checkpoint, as a replacement host would have.
-      const replacement = writeConfig(s.dir, configFor({ flavour: 'mysql', serverId: 7655, db: s.db, dir: s.dir, name: s.name, prefix: s.prefix, brokers: s.brokers, opts: { checkpoint: 'other.sqlite' } }), 'replacement.yaml');
+      const replacement = writeConfig(
+        s.dir,
+        configFor({
+          flavour: 'mysql',
+          serverId: 7655,
+          db: s.db,
+          dir: s.dir,
+          name: s.name,
+          prefix: s.prefix,
+          brokers: s.brokers,
+          opts: { checkpoint: 'other.sqlite' },
+        }),
+        'replacement.yaml',
+      );
       const next = tidemark(['sync', '-c', replacement]);
       const exit = await Promise.race([old.exited, sleep(30_000).then(() => ({ code: 'still running' }))]);
       expect(exit.code, old.stderr.slice(-3000)).toBe(1);
@@ -373,7 +433,20 @@ describe('kafka sink on mysql', () => {
     const old = tidemark(['sync', '-c', s.config]);
     await old.waitForLog((l) => l.msg === 'streaming');
     // The replacement's producer fences the old one; the old one learns it only when it next commits.
-    const replacement = writeConfig(s.dir, configFor({ flavour: 'mysql', serverId: 7665, db: s.db, dir: s.dir, name: s.name, prefix: s.prefix, brokers: s.brokers, opts: { checkpoint: 'other.sqlite' } }), 'replacement.yaml');
+    const replacement = writeConfig(
+      s.dir,
+      configFor({
+        flavour: 'mysql',
+        serverId: 7665,
+        db: s.db,
+        dir: s.dir,
+        name: s.name,
+        prefix: s.prefix,
+        brokers: s.brokers,
+        opts: { checkpoint: 'other.sqlite' },
+      }),
+      'replacement.yaml',
+    );
     const next = tidemark(['sync', '-c', replacement]);
     await next.waitForLog((l) => l.msg === 'streaming');
     await s.conn.query(`INSERT INTO \`${s.db}\`.orders (id, version, payload, amount) VALUES (1000001, 1, 'last', 1.00)`);

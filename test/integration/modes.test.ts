@@ -1,11 +1,11 @@
-import type mysql from 'mysql2/promise';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import type mysql from 'mysql2/promise';
 import { describe, expect, it } from 'vitest';
 import { processList } from '../../src/source/server.js';
-import { checkConsistency, formatReport, readJsonl, selectAllCanonical, type ConsistencyOptions, type OutputLine } from '../support/consistency.js';
-import { FLAVOURS, freshDatabase, urlOf, type Flavour, type JsonlSetup } from '../support/db.js';
-import { runTidemark, sourceFromUrl, tempDir, tidemark, writeConfig, type TidemarkProcess } from '../support/tidemark.js';
+import { type ConsistencyOptions, checkConsistency, formatReport, type OutputLine, readJsonl, selectAllCanonical } from '../support/consistency.js';
+import { FLAVOURS, type Flavour, freshDatabase, type JsonlSetup, urlOf } from '../support/db.js';
+import { runTidemark, sourceFromUrl, type TidemarkProcess, tempDir, tidemark, writeConfig } from '../support/tidemark.js';
 import { createWorkloadTable, startWriter } from '../support/workload.js';
 
 const ROWS = 300;
@@ -59,13 +59,21 @@ function outputSoFar(path: string): OutputLine[] {
   }
 }
 
-async function waitForOutput(path: string, p: TidemarkProcess, what: string, test: (lines: OutputLine[]) => boolean, timeoutMs = 30_000): Promise<OutputLine[]> {
+async function waitForOutput(
+  path: string,
+  p: TidemarkProcess,
+  what: string,
+  test: (lines: OutputLine[]) => boolean,
+  timeoutMs = 30_000,
+): Promise<OutputLine[]> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const lines = outputSoFar(path);
     if (test(lines)) return lines;
-    if (p.child.exitCode !== null || p.child.signalCode !== null) throw new Error(`tidemark exited before the output had ${what}; stderr:\n${p.stderr.slice(-3000)}`);
-    if (Date.now() > deadline) throw new Error(`timed out waiting for the output to have ${what} (${lines.length} lines so far); stderr:\n${p.stderr.slice(-3000)}`);
+    if (p.child.exitCode !== null || p.child.signalCode !== null)
+      throw new Error(`tidemark exited before the output had ${what}; stderr:\n${p.stderr.slice(-3000)}`);
+    if (Date.now() > deadline)
+      throw new Error(`timed out waiting for the output to have ${what} (${lines.length} lines so far); stderr:\n${p.stderr.slice(-3000)}`);
     await sleep(100);
   }
 }
@@ -351,13 +359,17 @@ describe.each(FLAVOURS)('snapshot modes and failures on %s', (flavour) => {
     const other: Flavour = flavour === 'mysql' ? 'mariadb' : 'mysql';
     const { db: otherDb, conn: otherConn } = await freshDatabase(urlOf(other), 'modes');
     await createWorkloadTable(otherConn, otherDb, TABLE, { rows: 10, key: 'int' });
-    const moved = writeConfig(s.dir, {
-      name: NAME,
-      source: { ...sourceFromUrl(urlOf(other)), serverId: serverIdOf(flavour, 11), tables: [`${otherDb}.${TABLE}`] },
-      snapshot: { mode: 'initial_only', chunkSize: 50, parallelism: 2 },
-      checkpoint: { path: join(s.dir, 'checkpoint.sqlite') },
-      sink: { type: 'jsonl', path: s.out },
-    }, 'moved.yaml');
+    const moved = writeConfig(
+      s.dir,
+      {
+        name: NAME,
+        source: { ...sourceFromUrl(urlOf(other)), serverId: serverIdOf(flavour, 11), tables: [`${otherDb}.${TABLE}`] },
+        snapshot: { mode: 'initial_only', chunkSize: 50, parallelism: 2 },
+        checkpoint: { path: join(s.dir, 'checkpoint.sqlite') },
+        sink: { type: 'jsonl', path: s.out },
+      },
+      'moved.yaml',
+    );
     const checkpointBefore = readFileSync(join(s.dir, 'checkpoint.sqlite'));
     const outputBefore = readFileSync(s.out);
     const run = await runTidemark(['sync', '-c', moved]);

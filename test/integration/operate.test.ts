@@ -1,7 +1,7 @@
 import { createServer } from 'node:net';
-import { processList } from '../../src/source/server.js';
 import { join } from 'node:path';
 import { describe, expect, inject, it } from 'vitest';
+import { processList } from '../../src/source/server.js';
 import { checkConsistency, formatReport, readJsonl, selectAllCanonical } from '../support/consistency.js';
 import { freshDatabase } from '../support/db.js';
 import { runTidemark, sourceFromUrl, tempDir, tidemark, writeConfig } from '../support/tidemark.js';

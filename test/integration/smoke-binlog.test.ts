@@ -2,7 +2,13 @@ import ZongJi, { type DeleteRowsEvent, type UpdateRowsEvent, type WriteRowsEvent
 import { afterEach, describe, expect, inject, it } from 'vitest';
 import { FLAVOURS, freshDatabase } from '../support/db.js';
 
-interface RowChange { type: string; db: string; table: string; rows: unknown[]; gtid?: string }
+interface RowChange {
+  type: string;
+  db: string;
+  table: string;
+  rows: unknown[];
+  gtid?: string;
+}
 
 describe.each(FLAVOURS)('binlog on %s', (flavour) => {
   const url = inject(flavour === 'mysql' ? 'mysqlUrl' : 'mariadbUrl');
@@ -29,7 +35,12 @@ describe.each(FLAVOURS)('binlog on %s', (flavour) => {
       const t = rows.tableMap[rows.tableId]!;
       seen.push({ type: name, db: t.parentSchema, table: t.tableName, rows: rows.rows, gtid: rows.gtid });
     });
-    z.start({ startAtEnd: true, serverId: 9000 + Math.floor(Math.random() * 1000), includeEvents: ['tablemap', 'writerows', 'updaterows', 'deleterows'], includeSchema: { [db]: true } });
+    z.start({
+      startAtEnd: true,
+      serverId: 9000 + Math.floor(Math.random() * 1000),
+      includeEvents: ['tablemap', 'writerows', 'updaterows', 'deleterows'],
+      includeSchema: { [db]: true },
+    });
     await ready;
 
     await conn.query("INSERT INTO items VALUES (1, 'one')");

@@ -1,5 +1,5 @@
-import { Kafka, logLevel } from 'kafkajs';
 import { randomBytes } from 'node:crypto';
+import { Kafka, logLevel } from 'kafkajs';
 import { expect, inject, it } from 'vitest';
 
 it('a read_committed consumer sees committed transactional messages and not aborted ones', async () => {
@@ -12,7 +12,11 @@ it('a read_committed consumer sees committed transactional messages and not abor
 
   const producer = kafka.producer({ transactionalId: `smoke-${topic}`, idempotent: true, maxInFlightRequests: 1 });
   await producer.connect();
-  for (const [value, commit] of [['first', true], ['aborted', false], ['last', true]] as const) {
+  for (const [value, commit] of [
+    ['first', true],
+    ['aborted', false],
+    ['last', true],
+  ] as const) {
     const tx = await producer.transaction();
     await tx.send({ topic, messages: [{ key: value, value }] });
     await (commit ? tx.commit() : tx.abort());

@@ -1,10 +1,10 @@
-import type mysql from 'mysql2/promise';
 import { join } from 'node:path';
+import type mysql from 'mysql2/promise';
 import { describe, expect, it } from 'vitest';
-import { checkConsistency, formatReport, readJsonl, type OutputLine } from '../support/consistency.js';
-import { FLAVOURS, freshDatabase, urlOf, type Flavour } from '../support/db.js';
+import { checkConsistency, formatReport, type OutputLine, readJsonl } from '../support/consistency.js';
+import { FLAVOURS, type Flavour, freshDatabase, urlOf } from '../support/db.js';
 import { runTidemark, sourceFromUrl, tempDir, tidemark, writeConfig } from '../support/tidemark.js';
-import { createWorkloadTable, sourceState, startWriter, type KeyKind } from '../support/workload.js';
+import { createWorkloadTable, type KeyKind, sourceState, startWriter } from '../support/workload.js';
 
 const TABLES: { table: string; key: KeyKind; rows: number }[] = [
   { table: 'orders', key: 'int', rows: 3000 },
@@ -43,7 +43,11 @@ const isOf = (l: OutputLine, table: string, op: string) => l.value !== null && l
 
 describe.each(FLAVOURS)('snapshot while streaming on %s', (flavour) => {
   it('tidemark snapshot re-reads a table chunk by chunk while the stream goes on', async () => {
-    const s = await setup(flavour, 7800 + (flavour === 'mysql' ? 0 : 10), TABLES.map((t) => t.table));
+    const s = await setup(
+      flavour,
+      7800 + (flavour === 'mysql' ? 0 : 10),
+      TABLES.map((t) => t.table),
+    );
     const writer = startWriter(urlOf(flavour), s.db, writerTables, { tps: 300, seed: 21 });
     const sync = tidemark(['sync', '-c', s.config], SLOW_CHUNKS);
     await sync.waitForLog((l) => l.msg === 'streaming');
@@ -59,10 +63,15 @@ describe.each(FLAVOURS)('snapshot while streaming on %s', (flavour) => {
     expect(finish.code, finish.stderr).toBe(0);
 
     const lines = await consistency(s.conn, s.db, s.out, new Set([`${s.db}.customers`]));
-    const rereads = lines.map((l, i) => (isOf(l, 'customers', 'r') ? i : -1)).filter((i) => i >= 0).slice(TABLES[1]!.rows);
+    const rereads = lines
+      .map((l, i) => (isOf(l, 'customers', 'r') ? i : -1))
+      .filter((i) => i >= 0)
+      .slice(TABLES[1]!.rows);
     expect(rereads.length).toBeGreaterThan(TABLES[1]!.rows / 2);
     // The stream went on between the re-read chunks: changes of the other table sit among them.
-    const between = lines.slice(rereads[0], rereads[rereads.length - 1]).filter((l) => l.value !== null && l.value.source.table === 'orders' && l.value.op !== 'r');
+    const between = lines
+      .slice(rereads[0], rereads[rereads.length - 1])
+      .filter((l) => l.value !== null && l.value.source.table === 'orders' && l.value.op !== 'r');
     expect(between.length).toBeGreaterThan(0);
     expect(sync.logs.filter((l) => l.msg === 'chunk done' && l.whileStreaming).length).toBeGreaterThan(5);
     await s.conn.end();

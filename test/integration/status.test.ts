@@ -7,7 +7,7 @@ import type mysql from 'mysql2/promise';
 import { describe, expect, it } from 'vitest';
 import type { StatusReport, TableStatus } from '../../src/cli/status.js';
 import { checkConsistency, formatReport, readJsonl, selectAllCanonical } from '../support/consistency.js';
-import { FLAVOURS, freshDatabase, urlOf, type Flavour, type JsonlSetup } from '../support/db.js';
+import { FLAVOURS, type Flavour, freshDatabase, type JsonlSetup, urlOf } from '../support/db.js';
 import { runTidemark, sourceFromUrl, tempDir, tidemark, writeConfig } from '../support/tidemark.js';
 import { createWorkloadTable } from '../support/workload.js';
 
@@ -93,7 +93,9 @@ describe.each(FLAVOURS)('status on %s', (flavour) => {
     await sync.waitForLog((l) => l.msg === 'streaming');
     await s.conn.query(`UPDATE ${TABLE} SET version = version + 1 WHERE id <= 10`);
     const streaming = await statusUntil(s.config, 'a streamed commit', (r) => r.lastCommit?.sourceTime != null);
-    expect(streaming.tables).toEqual([{ name: s.table, phase: 'streaming', chunksDone: expect.any(Number), chunksTotal: expect.any(Number), rows: 20_000, rowsEstimate: expect.any(Number) }]);
+    expect(streaming.tables).toEqual([
+      { name: s.table, phase: 'streaming', chunksDone: expect.any(Number), chunksTotal: expect.any(Number), rows: 20_000, rowsEstimate: expect.any(Number) },
+    ]);
     expect(streaming.tables[0]!.chunksDone).toBe(streaming.tables[0]!.chunksTotal);
     expect(streaming.stream).toMatchObject({ file: expect.any(String), pos: expect.any(Number) });
     if (flavour === 'mysql') expect(streaming.stream!.gtid).toMatch(/:\d/);
@@ -136,12 +138,16 @@ describe.each(FLAVOURS)('status on %s', (flavour) => {
     expect(rotated.lag.bytes).toBe(expected);
 
     // An unreachable source still shows the checkpoint; only the byte lag is unknown.
-    const unreachable = writeConfig(s.dir, {
-      name: NAME,
-      source: { host: '127.0.0.1', port: 1, user: 'nobody', tables: [s.table], connectTimeoutMs: 2000 },
-      checkpoint: { path: s.checkpoint },
-      sink: { type: 'jsonl', path: s.out },
-    }, 'unreachable.yaml');
+    const unreachable = writeConfig(
+      s.dir,
+      {
+        name: NAME,
+        source: { host: '127.0.0.1', port: 1, user: 'nobody', tables: [s.table], connectTimeoutMs: 2000 },
+        checkpoint: { path: s.checkpoint },
+        sink: { type: 'jsonl', path: s.out },
+      },
+      'unreachable.yaml',
+    );
     const offline = await status(unreachable);
     expect(offline.tables[0]!.phase).toBe('streaming');
     expect(offline.stream).toEqual(rotated.stream);
@@ -201,7 +207,6 @@ describe('reset', () => {
     await expectConsistent(s);
     await s.conn.end();
   });
-
 
   // util-linux `script` (Debian's essential bsdutils) provides the terminal.
   it('on a terminal, asks for the connector name and resets only when it is typed', async () => {

@@ -1,9 +1,9 @@
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { checkConsistency, formatReport, readJsonl } from '../support/consistency.js';
-import { FLAVOURS, freshDatabase, urlOf, type Flavour, type JsonlSetup } from '../support/db.js';
+import { FLAVOURS, type Flavour, freshDatabase, type JsonlSetup, urlOf } from '../support/db.js';
 import { runTidemark, sourceFromUrl, tempDir, tidemark, writeConfig } from '../support/tidemark.js';
-import { createWorkloadTable, sourceState, startWriter, type KeyKind } from '../support/workload.js';
+import { createWorkloadTable, type KeyKind, sourceState, startWriter } from '../support/workload.js';
 
 const TABLES: { table: string; key: KeyKind; rows: number }[] = [
   { table: 'orders', key: 'int', rows: 12_000 },
@@ -72,10 +72,22 @@ describe.each(FLAVOURS)('sync on %s', (flavour) => {
     const writer = startWriter(urlOf(flavour), s.db, writerTables, { tps: 300, seed: 11 });
     const killAt: { name: string; when: (p: ReturnType<typeof tidemark>) => Promise<void> }[] = [
       // A chunk read starts right after the previous one commits; 30 ms in, one is in flight.
-      { name: 'inside a chunk', when: async (p) => { await p.waitForLog((l) => l.msg === 'chunk done'); await new Promise((r) => setTimeout(r, 30)); } },
+      {
+        name: 'inside a chunk',
+        when: async (p) => {
+          await p.waitForLog((l) => l.msg === 'chunk done');
+          await new Promise((r) => setTimeout(r, 30));
+        },
+      },
       { name: 'between chunks', when: (p) => p.waitForLog(() => p.count('chunk done') >= 10) },
       { name: 'after the last chunk', when: (p) => p.waitForLog((l) => l.msg === 'snapshot complete') },
-      { name: 'while streaming', when: async (p) => { await p.waitForLog((l) => l.msg === 'streaming'); await new Promise((r) => setTimeout(r, 1500)); } },
+      {
+        name: 'while streaming',
+        when: async (p) => {
+          await p.waitForLog((l) => l.msg === 'streaming');
+          await new Promise((r) => setTimeout(r, 1500));
+        },
+      },
     ];
     for (const k of killAt) {
       const p = tidemark(['sync', '-c', s.config]);

@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import { isDeepStrictEqual as isEqual } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { ALL_TYPES_DDL, ALL_TYPES_INSERTS, expectedAllTypesRows } from '../support/all-types.js';
-import { readJsonl, type Envelope, type Row } from '../support/consistency.js';
+import { type Envelope, type Row, readJsonl } from '../support/consistency.js';
 import { FLAVOURS, freshDatabase, urlOf } from '../support/db.js';
 import { runTidemark, sourceFromUrl, tempDir, writeConfig } from '../support/tidemark.js';
 
@@ -89,7 +89,9 @@ describe.each(FLAVOURS)('canonical values through tidemark sync on %s', (flavour
           const fromSnapshot = r.after![col];
           const fromBinlog = c.after![col];
           if (!isEqual(fromSnapshot, want) || !isEqual(fromBinlog, want)) {
-            mismatches.push(`row ${i + 1} ${col}: snapshot ${JSON.stringify(fromSnapshot)}, binlog ${JSON.stringify(fromBinlog)}, expected ${JSON.stringify(want)}`);
+            mismatches.push(
+              `row ${i + 1} ${col}: snapshot ${JSON.stringify(fromSnapshot)}, binlog ${JSON.stringify(fromBinlog)}, expected ${JSON.stringify(want)}`,
+            );
           }
         }
       }

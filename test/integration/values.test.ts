@@ -30,7 +30,12 @@ describe.each(FLAVOURS)('canonical values on %s', (flavour) => {
         z.on('binlog', (evt) => {
           if (evt.getEventName() === 'writerows') binlogRows.push(...(evt as WriteRowsEvent).rows);
         });
-        z.start({ startAtEnd: true, serverId: 10000 + Math.floor(Math.random() * 50000), includeEvents: ['tablemap', 'writerows'], includeSchema: { [db]: true } });
+        z.start({
+          startAtEnd: true,
+          serverId: 10000 + Math.floor(Math.random() * 50000),
+          includeEvents: ['tablemap', 'writerows'],
+          includeSchema: { [db]: true },
+        });
       });
 
       await conn.query("SET time_zone = '+05:30', sql_mode = ''");

@@ -181,18 +181,28 @@ export function checkConsistency(lines: OutputLine[], source: Map<string, Row[]>
     const columns = opts.keyColumns[table];
     if (!columns && !tablesWithoutKey.has(table)) {
       tablesWithoutKey.add(table);
-      report('malformed', table, undefined, line === undefined ? [] : [line], `no key columns given for this table${line === undefined ? '' : ` (line ${line})`}`);
+      report(
+        'malformed',
+        table,
+        undefined,
+        line === undefined ? [] : [line],
+        `no key columns given for this table${line === undefined ? '' : ` (line ${line})`}`,
+      );
     }
     return columns;
   };
 
+  // biome-ignore lint/suspicious/useIterableCallbackReturn: `return report(...)` ends one line's check; report returns nothing
   lines.forEach((out, i) => {
     const n = i + 1;
     const table = tableOfTopic(out.topic);
     const columns = columnsOf(table, n);
     if (!columns) return;
     let tableStates = states.get(table);
-    if (!tableStates) states.set(table, (tableStates = new Map()));
+    if (!tableStates) {
+      tableStates = new Map();
+      states.set(table, tableStates);
+    }
     const value = out.value;
 
     if (value === null) {
@@ -202,7 +212,14 @@ export function checkConsistency(lines: OutputLine[], source: Map<string, Row[]>
       const state = tableStates.get(key);
       if (state?.awaitingTombstone) state.awaitingTombstone = false;
       else if (state?.lastOp === 'd') report('duplicate', table, key, [state.line, n], `line ${n}: second tombstone for the delete at line ${state.line}`);
-      else report('order', table, key, [n], `line ${n}: tombstone without a preceding delete${state ? ` (last event at line ${state.line} is '${state.lastOp}')` : ''}`);
+      else
+        report(
+          'order',
+          table,
+          key,
+          [n],
+          `line ${n}: tombstone without a preceding delete${state ? ` (last event at line ${state.line} is '${state.lastOp}')` : ''}`,
+        );
       return;
     }
 
@@ -229,10 +246,19 @@ export function checkConsistency(lines: OutputLine[], source: Map<string, Row[]>
     const image = op === 'd' ? before : after;
     const version = versionOf(image);
     if (!isRow(out.key) || !isRow(image) || version === undefined || (op === 'u' && versionOf(before) === undefined)) {
-      return report('malformed', table, undefined, [n], `line ${n}: '${op}' needs a key and ${op === 'd' ? 'a before' : op === 'u' ? 'before and after' : 'an after'} row with an integer ${VERSION}`);
+      return report(
+        'malformed',
+        table,
+        undefined,
+        [n],
+        `line ${n}: '${op}' needs a key and ${op === 'd' ? 'a before' : op === 'u' ? 'before and after' : 'an after'} row with an integer ${VERSION}`,
+      );
     }
     const key = keyText(columns, out.key);
-    for (const [label, row] of [['before', before], ['after', after]] as const) {
+    for (const [label, row] of [
+      ['before', before],
+      ['after', after],
+    ] as const) {
       if (isRow(row) && keyText(columns, row) !== key) {
         return report('malformed', table, key, [n], `line ${n}: '${op}' ${label} row has key ${keyText(columns, row)}, not the event's key`);
       }
@@ -244,7 +270,8 @@ export function checkConsistency(lines: OutputLine[], source: Map<string, Row[]>
     if (op !== 'r') {
       const id = JSON.stringify([table, key, op, version, value.source.gtid, value.source.file, value.source.pos, value.source.row]);
       const earlier = changeIds.get(id);
-      if (earlier !== undefined) return report('duplicate', table, key, [earlier, n], `line ${n}: '${op}' version ${version} from the same source position as line ${earlier}`);
+      if (earlier !== undefined)
+        return report('duplicate', table, key, [earlier, n], `line ${n}: '${op}' version ${version} from the same source position as line ${earlier}`);
       changeIds.set(id, n);
     }
 
@@ -283,7 +310,13 @@ export function checkConsistency(lines: OutputLine[], source: Map<string, Row[]>
           const move = candidates.find((m) => !m.used && m.table === table && m.version === version - 1);
           if (move) move.used = true;
           else if (!opts.allowUnpairedMoves) {
-            report('gap', table, key, [n], `line ${n}: create at version ${version}, neither 1 nor a key change (no delete at version ${version - 1} in transaction ${transactionOf(value.source)})`);
+            report(
+              'gap',
+              table,
+              key,
+              [n],
+              `line ${n}: create at version ${version}, neither 1 nor a key change (no delete at version ${version - 1} in transaction ${transactionOf(value.source)})`,
+            );
           }
         }
         return adopt();
@@ -296,7 +329,8 @@ export function checkConsistency(lines: OutputLine[], source: Map<string, Row[]>
           report('order', table, key, [state.line, n], `line ${n}: update of a deleted key (${prior})`);
         } else if (version === state.version + 1) checkBefore();
         else if (repeatOf !== undefined) return repeat();
-        else if (version > state.version + 1) report('gap', table, key, [state.line, n], `line ${n}: version jumps from ${state.version} (${prior}) to ${version}`);
+        else if (version > state.version + 1)
+          report('gap', table, key, [state.line, n], `line ${n}: version jumps from ${state.version} (${prior}) to ${version}`);
         else report('order', table, key, [state.line, n], `line ${n}: version goes back from ${state.version} (${prior}) to ${version}`);
         return adopt();
 
@@ -306,7 +340,8 @@ export function checkConsistency(lines: OutputLine[], source: Map<string, Row[]>
           if (repeatOf !== undefined) return repeat();
           report('order', table, key, [state.line, n], `line ${n}: delete of a deleted key (${prior})`);
         } else if (version === state.version) checkBefore();
-        else if (version > state.version) report('gap', table, key, [state.line, n], `line ${n}: delete at version ${version} but the key is at version ${state.version} (${prior})`);
+        else if (version > state.version)
+          report('gap', table, key, [state.line, n], `line ${n}: delete at version ${version} but the key is at version ${state.version} (${prior})`);
         else report('order', table, key, [state.line, n], `line ${n}: delete at version ${version}, older than version ${state.version} (${prior})`);
         const txn = transactionOf(value.source);
         const pending = moves.get(txn) ?? [];
@@ -337,12 +372,19 @@ export function checkConsistency(lines: OutputLine[], source: Map<string, Row[]>
       liveKeys++;
       const row = expected.get(key);
       if (!row) report('extra', table, key, [state.line], `live in the output (last event '${state.lastOp}' at line ${state.line}) but not in the source`);
-      else if (!isDeepStrictEqual(state.row, row)) report('mismatch', table, key, [state.line], `output (line ${state.line}) differs from the source: ${rowDiff(state.row!, row)}`);
+      else if (!isDeepStrictEqual(state.row, row))
+        report('mismatch', table, key, [state.line], `output (line ${state.line}) differs from the source: ${rowDiff(state.row!, row)}`);
     }
     for (const key of expected.keys()) {
       const state = tableStates.get(key);
       if (state?.live) continue;
-      report('missing', table, key, state ? [state.line] : [], state ? `in the source but deleted in the output ('${state.lastOp}' at line ${state.line})` : 'in the source but never in the output');
+      report(
+        'missing',
+        table,
+        key,
+        state ? [state.line] : [],
+        state ? `in the source but deleted in the output ('${state.lastOp}' at line ${state.line})` : 'in the source but never in the output',
+      );
     }
   }
 
@@ -353,7 +395,11 @@ export function checkConsistency(lines: OutputLine[], source: Map<string, Row[]>
 export function formatReport(report: ConsistencyReport): string {
   if (report.ok) return `consistent: ${JSON.stringify(report.counts)}`;
   const more = report.problemCount - report.problems.length;
-  return [`${report.problemCount} problem(s):`, ...report.problems.map((p) => `  [${p.kind}] ${p.message}`), ...(more > 0 ? [`  … and ${more} more`] : [])].join('\n');
+  return [
+    `${report.problemCount} problem(s):`,
+    ...report.problems.map((p) => `  [${p.kind}] ${p.message}`),
+    ...(more > 0 ? [`  … and ${more} more`] : []),
+  ].join('\n');
 }
 
 const INTEGER_TYPES = new Set(['TINY', 'SHORT', 'LONG', 'INT24', 'LONGLONG', 'YEAR']);

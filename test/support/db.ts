@@ -1,5 +1,5 @@
-import mysql from 'mysql2/promise';
 import { randomBytes } from 'node:crypto';
+import mysql from 'mysql2/promise';
 import { inject } from 'vitest';
 
 export type Flavour = 'mysql' | 'mariadb';

@@ -1,4 +1,3 @@
-import { Kafka, logLevel, type Consumer, type KafkaMessage } from 'kafkajs';
 import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
@@ -7,6 +6,7 @@ import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { type Consumer, Kafka, type KafkaMessage, logLevel } from 'kafkajs';
 import type { OutputLine } from './consistency.js';
 
 export interface TopicMessage {
@@ -64,7 +64,10 @@ export async function readCommitted(brokers: string, topics: string[], timeoutMs
     await consumer.connect();
     await consumer.subscribe({ topics, fromBeginning: true });
     await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`readCommitted: not at the end after ${timeoutMs} ms; still waiting for ${[...pending.keys()].join(', ')}`)), timeoutMs);
+      const timer = setTimeout(
+        () => reject(new Error(`readCommitted: not at the end after ${timeoutMs} ms; still waiting for ${[...pending.keys()].join(', ')}`)),
+        timeoutMs,
+      );
       const reached = (topic: string, partition: number, lastOffset: string): void => {
         const id = `${topic}/${partition}`;
         const last = pending.get(id);
@@ -96,7 +99,17 @@ export async function readCommitted(brokers: string, topics: string[], timeoutMs
 /** Per topic-partition in offset order, partitions one after another: the order the checker needs per key. */
 function sortByPartitionOffset(messages: TopicMessage[]): TopicMessage[] {
   return [...messages].sort((a, b) =>
-    a.topic !== b.topic ? (a.topic < b.topic ? -1 : 1) : a.partition !== b.partition ? a.partition - b.partition : a.offset < b.offset ? -1 : a.offset > b.offset ? 1 : 0,
+    a.topic !== b.topic
+      ? a.topic < b.topic
+        ? -1
+        : 1
+      : a.partition !== b.partition
+        ? a.partition - b.partition
+        : a.offset < b.offset
+          ? -1
+          : a.offset > b.offset
+            ? 1
+            : 0,
   );
 }
 

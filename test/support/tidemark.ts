@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -58,7 +58,9 @@ export class TidemarkProcess {
         try {
           const entry = JSON.parse(line) as Record<string, unknown>;
           this.logs.push(entry);
-          this.waiters = this.waiters.filter((w) => (w.test(entry) ? (w.resolve(), false) : true));
+          const ready = this.waiters.filter((w) => w.test(entry));
+          this.waiters = this.waiters.filter((w) => !ready.includes(w));
+          for (const w of ready) w.resolve();
         } catch {
           // not a log line
         }
@@ -75,7 +77,13 @@ export class TidemarkProcess {
     if (this.logs.some(test)) return Promise.resolve();
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`timed out waiting for a log line; stderr:\n${this.stderr.slice(-3000)}`)), timeoutMs);
-      this.waiters.push({ test, resolve: () => (clearTimeout(timer), resolve()) });
+      this.waiters.push({
+        test,
+        resolve: () => {
+          clearTimeout(timer);
+          resolve();
+        },
+      });
       void this.exited.then((e) => {
         clearTimeout(timer);
         reject(new Error(`tidemark exited (${e.code ?? e.signal}) before the awaited log line; stderr:\n${this.stderr.slice(-3000)}`));
@@ -98,7 +106,11 @@ export function tidemark(args: string[], env?: NodeJS.ProcessEnv): TidemarkProce
 }
 
 /** Runs tidemark to completion and returns its exit code and output. */
-export async function runTidemark(args: string[], env?: NodeJS.ProcessEnv, timeoutMs = 170_000): Promise<{ code: number | null; stderr: string; stdout: string; logs: Record<string, unknown>[] }> {
+export async function runTidemark(
+  args: string[],
+  env?: NodeJS.ProcessEnv,
+  timeoutMs = 170_000,
+): Promise<{ code: number | null; stderr: string; stdout: string; logs: Record<string, unknown>[] }> {
   const p = new TidemarkProcess(args, env);
   const timer = setTimeout(() => p.child.kill('SIGKILL'), timeoutMs);
   const { code } = await p.exited;

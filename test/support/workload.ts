@@ -333,7 +333,10 @@ export function startWriter(url: string, db: string, tables: WriterTable[], opts
       for (const { table, key } of tables) {
         const columns = KEY_COLUMNS[key];
         const name = `${ident(db)}.${ident(table)}`;
-        const [rows] = await conn.query({ sql: `SELECT ${columns.map(ident).join(', ')} FROM ${name} ORDER BY ${columns.map(ident).join(', ')}`, rowsAsArray: true });
+        const [rows] = await conn.query({
+          sql: `SELECT ${columns.map(ident).join(', ')} FROM ${name} ORDER BY ${columns.map(ident).join(', ')}`,
+          rowsAsArray: true,
+        });
         const existing = rows as Key[];
         const live = new LiveKeys();
         for (const k of existing) live.add(k);
@@ -352,7 +355,9 @@ export function startWriter(url: string, db: string, tables: WriterTable[], opts
         switch (kind) {
           case 'inserts': {
             const key = t.space.fresh(rng, t.live);
-            await exec(`INSERT INTO ${t.name} (${[...t.columns, 'version', 'payload', 'amount'].map(ident).join(', ')}) VALUES (?)`, [[...key, 1, payload(rng), amount(rng)]]);
+            await exec(`INSERT INTO ${t.name} (${[...t.columns, 'version', 'payload', 'amount'].map(ident).join(', ')}) VALUES (?)`, [
+              [...key, 1, payload(rng), amount(rng)],
+            ]);
             t.live.add(key);
             break;
           }

@@ -269,9 +269,7 @@ commit: { maxDelayMs: 1.5, maxRecord: 5 }
 
   it('rejects a server id range that runs past the largest server id', () => {
     const err = failure(MINIMAL.replace('user: cdc', 'user: cdc\n  serverId: 4294967295'));
-    expect(err.problems).toEqual([
-      'source.serverId: with snapshot.parallelism 2 the ids up to 4294967297 are used, above the maximum 4294967295',
-    ]);
+    expect(err.problems).toEqual(['source.serverId: with snapshot.parallelism 2 the ids up to 4294967297 are used, above the maximum 4294967295']);
   });
 
   it('names the file, line and column of a YAML syntax error', () => {
@@ -301,7 +299,7 @@ commit: { maxDelayMs: 1.5, maxRecord: 5 }
 });
 
 describe('kafka sink config', () => {
-  const kafka = (sink: string): string => MINIMAL.replace('  type: stdout\n', sink.replace(/^/gm, '  ') + '\n');
+  const kafka = (sink: string): string => MINIMAL.replace('  type: stdout\n', `${sink.replace(/^/gm, '  ')}\n`);
 
   it('fills in defaults', () => {
     const config = loadConfig(write(kafka('type: kafka\nbrokers: [k1:9092, k2:9092]')), {});

@@ -2,7 +2,16 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { checkConsistency, formatReport, readJsonl, type ConsistencyOptions, type Op, type OutputLine, type ProblemKind, type Row } from '../support/consistency.js';
+import {
+  type ConsistencyOptions,
+  checkConsistency,
+  formatReport,
+  type Op,
+  type OutputLine,
+  type ProblemKind,
+  type Row,
+  readJsonl,
+} from '../support/consistency.js';
 
 const TABLE = 'shop.items';
 const OPTS: ConsistencyOptions = { keyColumns: { [TABLE]: ['id'] } };
@@ -37,7 +46,8 @@ const tombstone = (id: number): OutputLine => ({ topic: `tm.${TABLE}`, key: { id
 /** The same change delivered again: same source, later delivery time. */
 const redelivered = (line: OutputLine): OutputLine => ({ ...line, value: { ...line.value!, ts_ms: line.value!.ts_ms! + 1 } });
 
-const check = (lines: OutputLine[], rows: Row[], opts: Partial<ConsistencyOptions> = {}) => checkConsistency(lines, new Map([[TABLE, rows]]), { ...OPTS, ...opts });
+const check = (lines: OutputLine[], rows: Row[], opts: Partial<ConsistencyOptions> = {}) =>
+  checkConsistency(lines, new Map([[TABLE, rows]]), { ...OPTS, ...opts });
 const kinds = (lines: OutputLine[], rows: Row[], opts?: Partial<ConsistencyOptions>): ProblemKind[] => check(lines, rows, opts).problems.map((p) => p.kind);
 
 function expectConsistent(lines: OutputLine[], rows: Row[], opts?: Partial<ConsistencyOptions>): void {
@@ -151,7 +161,11 @@ describe('checkConsistency', () => {
   });
 
   it('treats a truncate as the end of every live key of the table', () => {
-    const t: OutputLine = { topic: `tm.${TABLE}`, key: null, value: { before: null, after: null, source: { db: 'shop', table: 'items', gtid: txn() }, op: 't' } };
+    const t: OutputLine = {
+      topic: `tm.${TABLE}`,
+      key: null,
+      value: { before: null, after: null, source: { db: 'shop', table: 'items', gtid: txn() }, op: 't' },
+    };
     expectConsistent([read(row(1, 3)), read(row(2, 1)), t, create(row(1, 1))], [row(1, 1)]);
   });
 
@@ -177,7 +191,7 @@ describe('readJsonl', () => {
   it('reads one object per line', () => {
     const lines = [create(row(1, 1)), tombstone(1)];
     const path = join(dir, 'ok.jsonl');
-    writeFileSync(path, lines.map((l) => JSON.stringify(l) + '\n').join(''));
+    writeFileSync(path, lines.map((l) => `${JSON.stringify(l)}\n`).join(''));
     expect(readJsonl(path)).toEqual(lines);
   });
 

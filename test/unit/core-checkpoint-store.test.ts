@@ -1,7 +1,7 @@
-import Database from 'better-sqlite3';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { CheckpointStore } from '../../src/checkpoint/store.js';
 import type { Position } from '../../src/source/position.js';
@@ -49,7 +49,9 @@ describe('opening', () => {
     expect(existsSync(path)).toBe(true);
     expect(raw((db) => db.pragma('user_version', { simple: true }))).toBe(2);
     expect(raw((db) => db.pragma('journal_mode', { simple: true }))).toBe('wal');
-    const tables = raw((db) => (db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").all() as { name: string }[]).map((r) => r.name));
+    const tables = raw((db) =>
+      (db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").all() as { name: string }[]).map((r) => r.name),
+    );
     expect(tables).toEqual(['chunks', 'commits', 'meta', 'snapshot_requests', 'tables']);
     expect(store.lastCommittedSeq()).toBe(0);
     expect(store.pendingCommit()).toBeUndefined();
@@ -101,7 +103,9 @@ describe('tables and chunks', () => {
     store.restartTableSnapshot('db.t', ['id'], 20, true);
     expect(store.chunks('db.t')).toEqual([]);
     expect(store.snapshotRequests()).toEqual(['db.u']);
-    expect(store.tables()).toEqual([{ name: 'db.t', state: 'snapshotting', chunkKey: ['id'], chunksTotal: null, rowsEstimate: 20, snapshotRows: 0, again: true }]);
+    expect(store.tables()).toEqual([
+      { name: 'db.t', state: 'snapshotting', chunkKey: ['id'], chunksTotal: null, rowsEstimate: 20, snapshotRows: 0, again: true },
+    ]);
   });
 
   it('stores chunk bounds as JSON and sets chunksTotal only when the last chunk (hi = null) is added', () => {
@@ -214,12 +218,17 @@ describe('commit protocol', () => {
     store.addChunk('db.a', 0, null, null);
     store.addChunk('db.b', 0, null, [1]);
     store.addChunk('db.b', 1, [1], null);
-    store.finishCommit(store.beginCommit({
-      chunksDone: [
-        { table: 'db.a', idx: 0, lw: pos(1), hw: pos(2), rows: 3 },
-        { table: 'db.b', idx: 0, lw: pos(1), hw: pos(2), rows: 4 },
-      ],
-    }, 'x'));
+    store.finishCommit(
+      store.beginCommit(
+        {
+          chunksDone: [
+            { table: 'db.a', idx: 0, lw: pos(1), hw: pos(2), rows: 3 },
+            { table: 'db.b', idx: 0, lw: pos(1), hw: pos(2), rows: 4 },
+          ],
+        },
+        'x',
+      ),
+    );
     expect(store.tables().map((t) => [t.name, t.state, t.snapshotRows])).toEqual([
       ['db.a', 'streaming', 3],
       ['db.b', 'snapshotting', 4],

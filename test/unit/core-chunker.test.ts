@@ -3,7 +3,6 @@ import { chunkWhere, keyColumnsOf, tupleCompare } from '../../src/source/chunker
 import type { TableSchema } from '../../src/source/schema.js';
 import { col } from '../support/columns.js';
 
-
 const id = col('id', 'bigint');
 const a = col('a', 'int');
 const s = col('s', 'varchar', { charset: 'utf8mb4', collation: 'utf8mb4_0900_ai_ci' });
@@ -33,7 +32,13 @@ describe('tupleCompare', () => {
       text: '(`s` > ? OR (`s` = ? AND (`a` > 3 OR (`a` = 3 AND `h` >= ?))))',
       params: ['k', 'k', Buffer.from([1, 2])],
     });
-    expect(tupleCompare([s, s, s].map((c, i) => ({ ...c, name: `c${i}` })), ['x', 'y', 'z'], '<')).toEqual({
+    expect(
+      tupleCompare(
+        [s, s, s].map((c, i) => ({ ...c, name: `c${i}` })),
+        ['x', 'y', 'z'],
+        '<',
+      ),
+    ).toEqual({
       text: '(`c0` < ? OR (`c0` = ? AND (`c1` < ? OR (`c1` = ? AND `c2` < ?))))',
       params: ['x', 'x', 'y', 'y', 'z'],
     });
@@ -101,12 +106,15 @@ describe('chunkWhere', () => {
     const hi = [5, 'Ag==', '2023-01-01T00:00:00.000000'];
     const sql = chunkWhere([a, bin, dt], lo, hi);
     expect(sql.text).toBe(
-      '(`a` > 5 OR (`a` = 5 AND (`h` > ? OR (`h` = ? AND `at` >= ?)))) AND ' +
-        '(`a` < 5 OR (`a` = 5 AND (`h` < ? OR (`h` = ? AND `at` < ?))))',
+      '(`a` > 5 OR (`a` = 5 AND (`h` > ? OR (`h` = ? AND `at` >= ?)))) AND ' + '(`a` < 5 OR (`a` = 5 AND (`h` < ? OR (`h` = ? AND `at` < ?))))',
     );
     expect(sql.params).toEqual([
-      Buffer.from([1]), Buffer.from([1]), '2024-01-01 00:00:00.000000',
-      Buffer.from([2]), Buffer.from([2]), '2023-01-01 00:00:00.000000',
+      Buffer.from([1]),
+      Buffer.from([1]),
+      '2024-01-01 00:00:00.000000',
+      Buffer.from([2]),
+      Buffer.from([2]),
+      '2023-01-01 00:00:00.000000',
     ]);
     // One '?' per parameter.
     expect(sql.text.split('?').length - 1).toBe(sql.params.length);

@@ -49,13 +49,22 @@ const pos = (n: number): Position => ({ file: 'binlog.000004', pos: n });
 
 function change(id: number): ChangeEvent {
   return {
-    op: 'c', db: 'db', table: 't', key: JSON.stringify({ id }), before: null, after: JSON.stringify({ id, version: 1 }), row: 0,
+    op: 'c',
+    db: 'db',
+    table: 't',
+    key: JSON.stringify({ id }),
+    before: null,
+    after: JSON.stringify({ id, version: 1 }),
+    row: 0,
     source: { file: 'binlog.000004', pos: 1000 + id, gtid: null, serverId: 1, tsMs: 1, snapshot: false },
   };
 }
 
 function outputIds(): number[] {
-  return readFileSync(outPath, 'utf8').split('\n').filter(Boolean).map((l) => (JSON.parse(l) as { key: { id: number } }).key.id);
+  return readFileSync(outPath, 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => (JSON.parse(l) as { key: { id: number } }).key.id);
 }
 
 function recordsOf(events: ChangeEvent[]): OutputRecord[] {
@@ -91,7 +100,10 @@ describe('Committer', () => {
 
     // Crash between the sink's commit (step 2) and finishing it in SQLite (step 3).
     const bytes = encodeLines(recordsOf([change(2), change(3)]));
-    const seq = store.beginCommit({ chunksDone: [{ table: 'db.t', idx: 0, lw: pos(110), hw: pos(120), rows: 2 }], stream: pos(200) }, String(committedLength + bytes.length));
+    const seq = store.beginCommit(
+      { chunksDone: [{ table: 'db.t', idx: 0, lw: pos(110), hw: pos(120), rows: 2 }], stream: pos(200) },
+      String(committedLength + bytes.length),
+    );
     appendFileSync(outPath, bytes);
     store.close();
 
@@ -122,7 +134,10 @@ describe('Committer', () => {
 
     // Crash in the middle of the sink's write.
     const bytes = encodeLines(recordsOf([change(2), change(3)]));
-    store.beginCommit({ chunksDone: [{ table: 'db.t', idx: 0, lw: pos(110), hw: pos(120), rows: 2 }], stream: pos(200) }, String(committedLength + bytes.length));
+    store.beginCommit(
+      { chunksDone: [{ table: 'db.t', idx: 0, lw: pos(110), hw: pos(120), rows: 2 }], stream: pos(200) },
+      String(committedLength + bytes.length),
+    );
     appendFileSync(outPath, bytes.subarray(0, bytes.length - 5));
     store.close();
 
@@ -197,9 +212,15 @@ describe('Committer', () => {
     await Promise.all(done);
     await committer.drain();
     expect(log).toEqual([
-      'prepare 1', 'commit 1 start (pending 1)', 'commit 1 end',
-      'prepare 2', 'commit 2 start (pending 2)', 'commit 2 end',
-      'prepare 3', 'commit 3 start (pending 3)', 'commit 3 end',
+      'prepare 1',
+      'commit 1 start (pending 1)',
+      'commit 1 end',
+      'prepare 2',
+      'commit 2 start (pending 2)',
+      'commit 2 end',
+      'prepare 3',
+      'commit 3 start (pending 3)',
+      'commit 3 end',
     ]);
     expect(outputIds()).toEqual([1, 2, 3, 4]);
     expect(store.lastCommittedSeq()).toBe(3);

@@ -21,7 +21,7 @@ const rec = (id: number, extra: Record<string, unknown> = {}): OutputRecord => (
   value: JSON.stringify({ after: { id, ...extra }, op: 'c' }),
 });
 /** A jsonl line is the JSON of { topic, key, value } with the record's key and value as objects. */
-const line = (r: OutputRecord) => JSON.stringify({ topic: r.topic, key: JSON.parse(r.key), value: r.value === null ? null : JSON.parse(r.value) }) + '\n';
+const line = (r: OutputRecord) => `${JSON.stringify({ topic: r.topic, key: JSON.parse(r.key), value: r.value === null ? null : JSON.parse(r.value) })}\n`;
 
 beforeEach(() => {
   dir = mkdtempSync(join(tmpdir(), 'tidemark-jsonl-'));
@@ -92,7 +92,7 @@ describe('JsonlSink', () => {
     await s1.commit(committed);
     await s1.close();
     // An uncommitted batch that reached the file, the last line torn.
-    appendFileSync(path, line(rec(3)) + '{"topic":"tm.db.t","ke');
+    appendFileSync(path, `${line(rec(3))}{"topic":"tm.db.t","ke`);
 
     const s2 = sink();
     await s2.open(committed.state);

@@ -4,7 +4,6 @@ import type { KeyTuple } from '../../src/checkpoint/store.js';
 import { findChunk, KeyOrder } from '../../src/source/key-order.js';
 import { col } from '../support/columns.js';
 
-
 /** Plain numeric tuple order: enough to exercise the search on its own. */
 const numeric = {
   calls: 0,
@@ -97,7 +96,14 @@ describe('findChunk', () => {
  * KeyOrder.create only talks to the server for collated columns (their pad attribute and sort
  * weights), so numeric, binary and temporal keys can be ordered with a connection that throws on use.
  */
-const noServer = new Proxy({}, { get: (_t, prop) => () => { throw new Error(`unexpected server call: ${String(prop)}`); } }) as unknown as Connection;
+const noServer = new Proxy(
+  {},
+  {
+    get: (_t, prop) => () => {
+      throw new Error(`unexpected server call: ${String(prop)}`);
+    },
+  },
+) as unknown as Connection;
 
 describe('KeyOrder without collated columns', () => {
   it('orders integers exactly, including BIGINT UNSIGNED beyond 2^53 as strings', async () => {
@@ -180,11 +186,16 @@ describe('KeyOrder with a collated column (scripted connection)', () => {
         const sql = typeof q === 'string' ? q : q.sql;
         queries.push({ sql, params });
         if (sql.includes('PAD_ATTRIBUTE')) return [[{ pad }], []];
-        return [[params.map((v) => {
-          const w = weights[String(v)];
-          if (w === undefined) throw new Error(`no scripted weight for ${String(v)}`);
-          return w;
-        })], []];
+        return [
+          [
+            params.map((v) => {
+              const w = weights[String(v)];
+              if (w === undefined) throw new Error(`no scripted weight for ${String(v)}`);
+              return w;
+            }),
+          ],
+          [],
+        ];
       },
     } as unknown as Connection;
     return { conn, queries };

@@ -60,7 +60,10 @@ describe('minPosition / maxPosition', () => {
   });
 
   it('keep extra fields of the element type', () => {
-    const chunks = [{ ...b, idx: 1 }, { ...a, idx: 0 }];
+    const chunks = [
+      { ...b, idx: 1 },
+      { ...a, idx: 0 },
+    ];
     expect(minPosition(chunks)?.idx).toBe(0);
     expect(maxPosition(chunks)?.idx).toBe(1);
   });

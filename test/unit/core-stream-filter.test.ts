@@ -23,17 +23,19 @@ const at = (file: string, pos: number): Position => ({ file, pos });
 
 function chunk(idx: number, lo: number | null, hi: number | null, hw: Position | null): ChunkRecord {
   return {
-    table: 'db.t', idx, lo: lo === null ? null : [lo], hi: hi === null ? null : [hi],
-    status: hw ? 'done' : 'pending', lw: hw ? at(hw.file, 4) : null, hw, rows: hw ? 1 : null,
+    table: 'db.t',
+    idx,
+    lo: lo === null ? null : [lo],
+    hi: hi === null ? null : [hi],
+    status: hw ? 'done' : 'pending',
+    lw: hw ? at(hw.file, 4) : null,
+    hw,
+    rows: hw ? 1 : null,
   };
 }
 
 // HWs deliberately not in chunk order, and spanning two files so file order matters.
-const chunks = [
-  chunk(0, null, 100, at('binlog.000009', 5000)),
-  chunk(1, 100, 200, at('binlog.000010', 300)),
-  chunk(2, 200, null, at('binlog.000009', 8000)),
-];
+const chunks = [chunk(0, null, 100, at('binlog.000009', 5000)), chunk(1, 100, 200, at('binlog.000010', 300)), chunk(2, 200, null, at('binlog.000009', 8000))];
 
 describe('StreamFilter', () => {
   it('drops a change at or before its chunk HW and passes one after it', async () => {

@@ -1,5 +1,4 @@
 import { describe, expect, it } from 'vitest';
-import type { ColumnInfo } from '../../src/source/schema.js';
 import {
   BINLOG_CONNECTION_OPTIONS,
   encodeValue,
@@ -10,6 +9,7 @@ import {
   SNAPSHOT_CONNECTION_OPTIONS,
   SNAPSHOT_SESSION_SQL,
 } from '../../src/events/values.js';
+import type { ColumnInfo } from '../../src/source/schema.js';
 import { col as column } from '../support/columns.js';
 
 /** The shared column builder, taking the column type (e.g. 'bigint unsigned', 'datetime(6)') third. */
@@ -59,7 +59,16 @@ describe('makeRowWriter', () => {
       col('bin', 'varbinary', 'varbinary(4)'),
       col('f', 'double'),
     ];
-    const raw = { i: 1, big: '9007199254740993', s: 'quote " backslash \\ newline \n 😀', dt: '2024-02-29 23:59:59.000001', j: '{"k": [1, 2.5]}', set: 'a,b', bin: Buffer.from([1, 2]), f: -0 };
+    const raw = {
+      i: 1,
+      big: '9007199254740993',
+      s: 'quote " backslash \\ newline \n 😀',
+      dt: '2024-02-29 23:59:59.000001',
+      j: '{"k": [1, 2.5]}',
+      set: 'a,b',
+      bin: Buffer.from([1, 2]),
+      f: -0,
+    };
     const canonical = Object.fromEntries(mixed.map((c) => [c.name, encodeValue(c, raw[c.name as keyof typeof raw], 'snapshot')]));
     expect(makeRowWriter(mixed, 'snapshot')(raw)).toBe(JSON.stringify(canonical));
   });
@@ -204,7 +213,9 @@ describe('ENUM, SET, BIT', () => {
   it('BIT(n <= 53) as a number, wider as base64 of the big-endian bytes', () => {
     expect(encodeValue(col('b', 'bit', 'bit(1)', { numericPrecision: 1 }), Buffer.from([1]), 'snapshot')).toBe(1);
     expect(encodeValue(col('b', 'bit', 'bit(12)', { numericPrecision: 12 }), Buffer.from([0x0a, 0xaa]), 'binlog')).toBe(2730);
-    expect(encodeValue(col('b', 'bit', 'bit(53)', { numericPrecision: 53 }), Buffer.from([0x1f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]), 'binlog')).toBe(2 ** 53 - 1);
+    expect(encodeValue(col('b', 'bit', 'bit(53)', { numericPrecision: 53 }), Buffer.from([0x1f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]), 'binlog')).toBe(
+      2 ** 53 - 1,
+    );
     expect(encodeValue(col('b', 'bit', 'bit(64)', { numericPrecision: 64 }), Buffer.alloc(8, 0xff), 'snapshot')).toBe('//////////8=');
   });
 });
