@@ -1,6 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
+import { CheckpointError } from '../errors.js';
 import type { Position } from '../source/position.js';
 
 export type TableState = 'pending' | 'snapshotting' | 'streaming';
@@ -92,7 +93,7 @@ export class CheckpointStore {
     const version = db.pragma('user_version', { simple: true }) as number;
     if (version > MIGRATIONS.length) {
       db.close();
-      throw new Error(`checkpoint ${path} was written by a newer tidemark (schema ${version}); upgrade tidemark or point checkpoint.path elsewhere`);
+      throw new CheckpointError(`checkpoint ${path} was written by a newer tidemark (schema ${version}); upgrade tidemark or point checkpoint.path elsewhere`);
     }
     for (let v = version; v < MIGRATIONS.length; v++) {
       db.transaction(() => {

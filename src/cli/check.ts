@@ -1,7 +1,8 @@
 import type { Command } from 'commander';
 import { loadConfig } from '../config/load.js';
+import { EXIT } from '../errors.js';
 import { type CheckResult, runChecks } from '../source/checks.js';
-import { runCommand } from './main.js';
+import { runCommand } from './run.js';
 
 /** `tidemark check -c <file>`: is the source ready for capture? Exits 1 when a check fails, 2 on a config error. */
 export function registerCheckCommand(program: Command, setExitCode: (code: number) => void): void {
@@ -11,16 +12,15 @@ export function registerCheckCommand(program: Command, setExitCode: (code: numbe
     .requiredOption('-c, --config <file>', 'YAML config file')
     .option('--json', 'print a JSON array of {check, status, found, fix} instead of a table')
     .action(async (o: { config: string; json?: boolean }) => {
-      let failed = false;
       const code = await runCommand(async () => {
         const results = await runChecks(loadConfig(o.config));
-        failed = results.some((r) => r.status === 'FAIL');
         // Wrapping only on a terminal: piped output keeps one line per row, so it can be grepped.
         process.stdout.write(
           o.json ? `${JSON.stringify(results, null, 2)}\n` : formatResults(results, process.stdout.isTTY ? process.stdout.columns : undefined),
         );
+        return results.some((r) => r.status === 'FAIL') ? EXIT.runtime : EXIT.ok;
       });
-      setExitCode(code === 0 && failed ? 1 : code);
+      setExitCode(code);
     });
 }
 

@@ -9,7 +9,7 @@ import { Metrics } from '../ops/metrics.js';
 import { fanOut } from '../ops/observer.js';
 import { SnapshotProgress } from '../ops/progress.js';
 import { runSync } from '../sync/connector.js';
-import { log, runCommand } from './main.js';
+import { log, runCommand } from './run.js';
 
 const DB = 'tidemark_demo';
 

@@ -7,7 +7,7 @@ import { CheckpointStore, type SourceIdentity } from '../checkpoint/store.js';
 import { type Config, loadConfig } from '../config/load.js';
 import { bytesBetween, formatPosition, type Position } from '../source/position.js';
 import { binlogSizes, connect, currentPosition, inspectServer } from '../source/server.js';
-import { runCommand } from './main.js';
+import { runCommand } from './run.js';
 
 export interface TableStatus {
   /** `db.table` */
@@ -79,7 +79,7 @@ export function registerStatusCommands(program: Command, setExitCode: (code: num
     .requiredOption('-c, --config <file>', 'YAML config file')
     .option('--json', 'print one JSON object instead of text')
     .action(async (o: { config: string; json?: boolean }) => {
-      setExitCode(await withExitCode(() => status(loadConfig(o.config), o.json ?? false)));
+      setExitCode(await runCommand(() => status(loadConfig(o.config), o.json ?? false)));
     });
 
   program
@@ -88,17 +88,8 @@ export function registerStatusCommands(program: Command, setExitCode: (code: num
     .requiredOption('-c, --config <file>', 'YAML config file')
     .option('--yes', 'do not ask for confirmation (required when stdin is not a terminal)')
     .action(async (o: { config: string; yes?: boolean }) => {
-      setExitCode(await withExitCode(() => reset(loadConfig(o.config), o.yes ?? false)));
+      setExitCode(await runCommand(() => reset(loadConfig(o.config), o.yes ?? false)));
     });
-}
-
-/** runCommand for commands that end with their own exit code once they have explained themselves. */
-async function withExitCode(fn: () => Promise<number>): Promise<number> {
-  let code = 0;
-  const failed = await runCommand(async () => {
-    code = await fn();
-  });
-  return failed || code;
 }
 
 const fail = (message: string): number => {

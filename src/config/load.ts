@@ -1,24 +1,11 @@
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { LineCounter, parseDocument } from 'yaml';
+import { ConfigError } from '../errors.js';
 import { type Config, configSchema, describeIssue } from './schema.js';
 
 export type { Config } from './schema.js';
 export { matchTables } from './schema.js';
-
-/** A config that cannot be used. The CLI exits with `exitCode`, which tells a supervisor not to retry. */
-export class ConfigError extends Error {
-  readonly exitCode = 2;
-
-  /** `problems` are each printed on a line of their own under `summary`. */
-  constructor(
-    summary: string,
-    readonly problems: readonly string[] = [],
-  ) {
-    super([summary, ...problems.map((p) => `  ${p}`)].join('\n'));
-    this.name = 'ConfigError';
-  }
-}
 
 type KeyPath = readonly PropertyKey[];
 

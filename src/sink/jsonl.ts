@@ -1,6 +1,7 @@
 import { closeSync, fstatSync, fsync, fsyncSync, ftruncateSync, mkdirSync, openSync, statSync, write } from 'node:fs';
 import { dirname } from 'node:path';
 import { promisify } from 'node:util';
+import { SinkError } from '../errors.js';
 import type { OutputRecord } from '../events/event.js';
 import type { PreparedBatch, Sink } from './sink.js';
 
@@ -63,7 +64,7 @@ export class JsonlSink implements Sink {
     const committed = Number(committedState ?? 0);
     const size = fstatSync(this.fd).size;
     if (size < committed) {
-      throw new Error(
+      throw new SinkError(
         `${this.path} is ${size} bytes but the checkpoint says ${committed} were committed: the file was truncated or replaced. Restore it, or run tidemark reset to start over.`,
       );
     }

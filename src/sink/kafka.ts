@@ -15,19 +15,12 @@ import {
 } from 'kafkajs';
 import type { Logger } from 'pino';
 import type { SinkConfig } from '../config/schema.js';
+import { SinkError } from '../errors.js';
 import type { OutputRecord } from '../events/event.js';
 import { createLogger } from '../ops/logger.js';
 import type { PreparedBatch, Sink } from './sink.js';
 
 export type KafkaSinkConfig = Extract<SinkConfig, { type: 'kafka' }>;
-
-/** Kafka could not be used, or not safely; the message says why and what to do. */
-export class KafkaSinkError extends Error {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = 'KafkaSinkError';
-  }
-}
 
 interface KafkaBatch extends PreparedBatch {
   /** Each slice is one produce request, sent in order. */
@@ -186,7 +179,7 @@ export class KafkaSink implements Sink {
     const inKafka = await this.lastCommitted();
     const inCheckpoint = Number(committedState || 0);
     if (inKafka < inCheckpoint) {
-      throw new KafkaSinkError(
+      throw new SinkError(
         `Kafka's ${this.offsetsTopic} topic holds commits up to ${inKafka} for connector ${this.name}, but the checkpoint says ${inCheckpoint} were committed: ` +
           'the topic was deleted or recreated, or sink.brokers points at another cluster. Restore it, or run tidemark reset (or use a new checkpoint.path) to start over.',
       );
@@ -287,7 +280,7 @@ export class KafkaSink implements Sink {
     this.committed = null;
     const now = await this.lastCommitted();
     if (now > before + 1) {
-      throw new KafkaSinkError(
+      throw new SinkError(
         `another tidemark instance with the connector name ${this.name} committed to ${this.offsetsTopic} (commit ${now}, this instance was at ${before}): it took over. Stopping; nothing was committed twice.`,
       );
     }
@@ -323,7 +316,7 @@ export class KafkaSink implements Sink {
         await this.admin.connect();
         await this.producer.connect();
       } catch (err) {
-        throw new KafkaSinkError(`cannot connect to Kafka at sink.brokers (${this.brokers}): ${messageOf(err)}`, { cause: err });
+        throw new SinkError(`cannot connect to Kafka at sink.brokers (${this.brokers}): ${messageOf(err)}`, { cause: err });
       }
       if (!this.config.exactlyOnce) return;
       try {
@@ -338,7 +331,7 @@ export class KafkaSink implements Sink {
 
   private async lastCommitted(): Promise<number> {
     this.committed ??= await this.readOffsets().catch((err: unknown) => {
-      throw err instanceof KafkaSinkError ? err : this.explain(err);
+      throw err instanceof SinkError ? err : this.explain(err);
     });
     return this.committed;
   }
@@ -374,7 +367,7 @@ export class KafkaSink implements Sink {
       await consumer.subscribe({ topic: this.offsetsTopic, fromBeginning: true });
       await new Promise<void>((resolve, reject) => {
         const timer = setTimeout(
-          () => reject(new KafkaSinkError(`reading ${this.offsetsTopic} from offset ${from} to ${to} took over ${READ_OFFSETS_TIMEOUT_MS / 1000} s`)),
+          () => reject(new SinkError(`reading ${this.offsetsTopic} from offset ${from} to ${to} took over ${READ_OFFSETS_TIMEOUT_MS / 1000} s`)),
           READ_OFFSETS_TIMEOUT_MS,
         );
         const done = (err?: unknown): void => {
@@ -443,10 +436,10 @@ export class KafkaSink implements Sink {
     return topic;
   }
 
-  private explain(err: unknown, retried?: { attempts: number; ms: number }): KafkaSinkError {
-    if (err instanceof KafkaSinkError) return err;
+  private explain(err: unknown, retried?: { attempts: number; ms: number }): SinkError {
+    if (err instanceof SinkError) return err;
     if (isFenced(err)) {
-      return new KafkaSinkError(
+      return new SinkError(
         `Kafka fenced this producer (transactional id ${this.transactionalId}): another tidemark instance with the connector name ${this.name} took over, ` +
           `or a transaction ran longer than sink.transactionTimeoutMs (${this.config.transactionTimeoutMs} ms) and the broker aborted it. Stopping; nothing was committed twice.`,
         { cause: err },
@@ -454,13 +447,13 @@ export class KafkaSink implements Sink {
     }
     if (isTransient(err)) {
       const gaveUp = retried ? ` (gave up after ${retried.attempts} attempts over ${Math.round(retried.ms / 1000)} s)` : '';
-      return new KafkaSinkError(
+      return new SinkError(
         `Kafka at sink.brokers (${this.brokers}) is unavailable: ${messageOf(err)}${gaveUp}. ` +
           'Nothing was committed twice; once Kafka is reachable, restart tidemark and it resumes after the last committed transaction.',
         { cause: err },
       );
     }
-    return new KafkaSinkError(`Kafka commit failed: ${messageOf(err)}`, { cause: err });
+    return new SinkError(`Kafka commit failed: ${messageOf(err)}`, { cause: err });
   }
 }
 

@@ -1,8 +1,9 @@
 import type { AnyBinlogEvent, DeleteRowsEvent, QueryEvent, UpdateRowsEvent, WriteRowsEvent } from '@vlasky/zongji';
 import ZongJi from '@vlasky/zongji';
+import { SourceError } from '../errors.js';
 import { BINLOG_CONNECTION_OPTIONS } from '../events/values.js';
 import type { Position } from './position.js';
-import { connectionOptions, SourceError, type SourceSettings } from './server.js';
+import { connectionOptions, type SourceSettings } from './server.js';
 
 export interface RowChange {
   kind: 'insert' | 'update' | 'delete';

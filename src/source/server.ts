@@ -1,6 +1,7 @@
 import type { Connection, ConnectionOptions, Pool } from 'mysql2/promise';
 import mysql from 'mysql2/promise';
 import type { SourceIdentity } from '../checkpoint/store.js';
+import { isConnectionLoss, SourceError } from '../errors.js';
 import { SNAPSHOT_CONNECTION_OPTIONS, SNAPSHOT_SESSION_SQL } from '../events/values.js';
 import type { Position } from './position.js';
 
@@ -10,11 +11,6 @@ export interface SourceSettings {
   user: string;
   password: string;
   connectTimeoutMs: number;
-}
-
-/** An error the user can act on: says what is wrong and how to fix it; sync exits non-zero. */
-export class SourceError extends Error {
-  override name = 'SourceError';
 }
 
 export function connectionOptions(s: SourceSettings): ConnectionOptions {
@@ -68,12 +64,6 @@ export class SourceLink {
   }
 }
 
-/** mysql2 marks errors that leave the connection unusable (lost, reset, killed) as fatal. */
-export function isConnectionLoss(err: unknown): boolean {
-  const e = err as { fatal?: boolean; code?: string };
-  return e.fatal === true || ['ECONNRESET', 'EPIPE', 'ECONNREFUSED', 'PROTOCOL_CONNECTION_LOST', 'ER_SERVER_SHUTDOWN'].includes(e.code ?? '');
-}
-
 function describeConnectError(err: unknown, s: SourceSettings): Error {
   const e = err as { code?: string; message?: string };
   const where = `${s.user}@${s.host}:${s.port}`;
@@ -83,9 +73,10 @@ function describeConnectError(err: unknown, s: SourceSettings): Error {
   if (e.code === 'ECONNREFUSED' || e.code === 'ETIMEDOUT' || e.code === 'ENOTFOUND' || e.code === 'EHOSTUNREACH') {
     return new SourceError(
       `cannot reach the source at ${s.host}:${s.port} (${e.code}). Check source.host/source.port (or source.url) and that the server is running.`,
+      { retriable: e.code !== 'ENOTFOUND', cause: err },
     );
   }
-  return new SourceError(`cannot connect to the source as ${where}: ${e.message ?? String(err)}`);
+  return new SourceError(`cannot connect to the source as ${where}: ${e.message ?? String(err)}`, { retriable: isConnectionLoss(err), cause: err });
 }
 
 export interface ServerInfo {

@@ -2,12 +2,13 @@
 import type { Connection } from 'mysql2/promise';
 import type { CheckpointStore, ChunkRecord } from '../checkpoint/store.js';
 import { type Config, serverIdRange } from '../config/load.js';
+import { isConnectionLoss } from '../errors.js';
 import type { ChangeEvent } from '../events/event.js';
 import { ChunkSplitter, keyColumnsOf } from '../source/chunker.js';
 import { KeyOrder } from '../source/key-order.js';
 import { bytesBetween, minPosition, type Position } from '../source/position.js';
 import { loadTableSchemas } from '../source/schema.js';
-import { binlogSizes, currentPosition, isConnectionLoss, type ServerInfo, SourceLink, withMariadbGtid } from '../source/server.js';
+import { binlogSizes, currentPosition, type ServerInfo, SourceLink, withMariadbGtid } from '../source/server.js';
 import { type ChunkRows, readChunk, type SnapshotTable, snapshotTable } from '../source/snapshot.js';
 import type { Committer } from './committer.js';
 import type { SyncOptions } from './connector.js';

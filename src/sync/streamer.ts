@@ -1,9 +1,10 @@
 import type { CheckpointStore } from '../checkpoint/store.js';
 import { type Config, serverIdRange } from '../config/load.js';
+import { isRetriable } from '../errors.js';
 import type { ChangeEvent, EventSource } from '../events/event.js';
 import { BinlogReader, type BinlogTransaction, type RowChange, type StartAt } from '../source/binlog.js';
 import { comparePositions, formatPosition, type Position } from '../source/position.js';
-import { type ServerInfo, SourceError, SourceLink } from '../source/server.js';
+import { type ServerInfo, SourceLink } from '../source/server.js';
 import { keyOf, type SnapshotTable } from '../source/snapshot.js';
 import type { Committer } from './committer.js';
 import type { SyncOptions } from './connector.js';
@@ -141,7 +142,7 @@ export class Streamer {
         if (this.failure) {
           const err = this.failure;
           this.failure = null;
-          if (err instanceof SourceError) throw err;
+          if (!isRetriable(err)) throw err;
           this.reader?.stop();
           reconnects++;
           const delay = Math.min(30_000, 500 * 2 ** Math.min(reconnects, 6)) * (0.5 + Math.random() / 2);

@@ -1,10 +1,12 @@
 /** Which tables a connector captures, on which key, and what each needs before streaming. */
+
 import type { Connection } from 'mysql2/promise';
 import type { CheckpointStore, CheckpointUpdate, ChunkRecord } from '../checkpoint/store.js';
 import { type Config, matchTables } from '../config/load.js';
+import { SourceError } from '../errors.js';
 import { minPosition, type Position } from '../source/position.js';
 import { chunkKeyProblem, loadTableSchemas, type TableSchema, uniqueIndexes } from '../source/schema.js';
-import { binlogFiles, currentPosition, listTables, type ServerInfo, SourceError } from '../source/server.js';
+import { binlogFiles, currentPosition, listTables, type ServerInfo } from '../source/server.js';
 import type { SyncOptions } from './connector.js';
 
 export const tableName = (s: { db: string; table: string }) => `${s.db}.${s.table}`;

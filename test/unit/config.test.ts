@@ -2,7 +2,8 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { ConfigError, loadConfig, matchTables, serverIdRange } from '../../src/config/load.js';
+import { loadConfig, matchTables, serverIdRange } from '../../src/config/load.js';
+import { ConfigError } from '../../src/errors.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'tidemark-config-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

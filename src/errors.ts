@@ -1,0 +1,82 @@
+/**
+ * One error model for tidemark. An error the user can act on is a TidemarkError: its message says what is
+ * wrong and how to fix it, it carries the process exit code, and it says whether trying the same thing again
+ * can succeed. Anything else is a bug or an unexpected failure of a library, and is treated as not retriable:
+ * an error that will happen again on the same bytes must stop the run, not loop (ARCHITECTURE §5, dead letters).
+ */
+
+/** Exit codes of the CLI: a supervisor restarts on 1 (runtime), not on 2 (the config or the command line is wrong). */
+export const EXIT = { ok: 0, runtime: 1, config: 2 } as const;
+
+export type ExitCode = (typeof EXIT)[keyof typeof EXIT];
+
+export interface TidemarkErrorOptions {
+  retriable?: boolean;
+  cause?: unknown;
+}
+
+export class TidemarkError extends Error {
+  readonly exitCode: ExitCode = EXIT.runtime;
+  /** Whether the same step can succeed when tried again (a lost connection), or will fail the same way. */
+  readonly retriable: boolean;
+
+  constructor(message: string, options: TidemarkErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = new.target.name;
+    this.retriable = options.retriable ?? false;
+  }
+}
+
+/** A config file that cannot be used. `problems` are each printed on a line of their own under `summary`. */
+export class ConfigError extends TidemarkError {
+  override readonly exitCode = EXIT.config;
+
+  constructor(
+    summary: string,
+    readonly problems: readonly string[] = [],
+  ) {
+    super([summary, ...problems.map((p) => `  ${p}`)].join('\n'));
+  }
+}
+
+/** Command-line arguments that cannot be used (a table name the config does not capture, say). */
+export class UsageError extends TidemarkError {
+  override readonly exitCode = EXIT.config;
+}
+
+/** The source server refuses, lacks something tidemark needs, or was lost. */
+export class SourceError extends TidemarkError {}
+
+/** A sink could not be used, or not safely. */
+export class SinkError extends TidemarkError {}
+
+/** The checkpoint cannot be used as it is (written by a newer tidemark, or inconsistent with the sink). */
+export class CheckpointError extends TidemarkError {}
+
+/** mysql2 and zongji codes of a connection that was lost or refused and may come back. */
+const CONNECTION_LOSS_CODES = new Set([
+  'ECONNRESET',
+  'ECONNREFUSED',
+  'EPIPE',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'PROTOCOL_CONNECTION_LOST',
+  'ER_SERVER_SHUTDOWN',
+  'ER_CONNECTION_KILLED',
+]);
+
+/** mysql2 marks errors that leave the connection unusable (lost, reset, killed) as fatal. */
+export function isConnectionLoss(err: unknown): boolean {
+  const e = err as { fatal?: boolean; code?: string } | null;
+  return e?.fatal === true || CONNECTION_LOSS_CODES.has(e?.code ?? '');
+}
+
+/** Whether trying again can help: a TidemarkError says so itself; otherwise only a lost connection can. */
+export function isRetriable(err: unknown): boolean {
+  if (err instanceof TidemarkError) return err.retriable;
+  return isConnectionLoss(err);
+}
+
+export function errorOf(err: unknown): Error {
+  return err instanceof Error ? err : new Error(String(err));
+}
