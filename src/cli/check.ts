@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { loadConfig } from '../config/load.js';
 import { EXIT } from '../errors.js';
-import { type CheckResult, runChecks } from '../source/checks.js';
+import { type CheckResult, runChecks } from '../source/checks/index.js';
 import { runCommand } from './run.js';
 
 /** `tidemark check -c <file>`: is the source ready for capture? Exits 1 when a check fails, 2 on a config error. */
