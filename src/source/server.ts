@@ -3,7 +3,7 @@ import mysql from 'mysql2/promise';
 import type { SourceIdentity } from '../checkpoint/store.js';
 import { isConnectionLoss, SourceError } from '../errors.js';
 import { SNAPSHOT_CONNECTION_OPTIONS, SNAPSHOT_SESSION_SQL } from '../events/values.js';
-import type { Position } from './position.js';
+import { bytesBetween, type Position } from './position.js';
 
 export interface SourceSettings {
   host: string;
@@ -143,6 +143,12 @@ export async function withMariadbGtid(conn: Connection, p: Position): Promise<Po
   const [rows] = await conn.query({ sql: 'SELECT BINLOG_GTID_POS(?, ?)', rowsAsArray: true }, [p.file, p.pos]);
   const gtid = (rows as (string | null)[][])[0]![0];
   return gtid === null || gtid === undefined ? p : { ...p, gtid };
+}
+
+/** Binlog bytes from `p` to the server's current position: how far a stream at `p` is behind. */
+export async function lagBytes(conn: Connection, flavour: 'mysql' | 'mariadb', p: Position): Promise<number | undefined> {
+  const now = await currentPosition(conn, flavour);
+  return bytesBetween(p, now, await binlogSizes(conn));
 }
 
 /** Binlog files the server still has, oldest first, with their sizes. */

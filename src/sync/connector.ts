@@ -4,36 +4,15 @@ import { CheckpointStore } from '../checkpoint/store.js';
 import type { Config } from '../config/load.js';
 import { SourceError } from '../errors.js';
 import { DebeziumEncoder } from '../events/debezium.js';
-import type { SyncObserver } from '../ops/observer.js';
-import { JsonlSink } from '../sink/jsonl.js';
-import { KafkaSink } from '../sink/kafka.js';
-import { NullSink } from '../sink/null.js';
-import type { Sink } from '../sink/sink.js';
-import { StdoutSink } from '../sink/stdout.js';
-import { connect, controlPool, inspectServer, type ServerInfo } from '../source/server.js';
+import type { Log } from '../ops/logger.js';
+import { createSink } from '../sink/create.js';
+import { connect, controlPool, currentPosition, inspectServer, type ServerInfo } from '../source/server.js';
 import { Committer } from './committer.js';
-import { RunContext } from './run-context.js';
-import { planTables, resolveTables } from './tables.js';
-
-export interface SyncOptions {
-  untilCaughtUp?: boolean;
-  signal?: AbortSignal;
-  log?: (msg: string, fields?: Record<string, unknown>) => void;
-  observer?: SyncObserver;
-}
-
-export function createSink(config: Config): Sink {
-  switch (config.sink.type) {
-    case 'jsonl':
-      return new JsonlSink(config.sink.path);
-    case 'stdout':
-      return new StdoutSink();
-    case 'null':
-      return new NullSink();
-    case 'kafka':
-      return new KafkaSink(config.name, config.sink);
-  }
-}
+import { runInitialSnapshot } from './initial-snapshot.js';
+import type { RunParts, SyncOptions } from './options.js';
+import { planTables } from './plan.js';
+import { runStream } from './stream/streamer.js';
+import { TableRegistry } from './table-registry.js';
 
 /** Runs a connector: snapshot what needs it, then stream, until stopped (or caught up). */
 export async function runSync(config: Config, opts: SyncOptions = {}): Promise<void> {
@@ -45,14 +24,14 @@ export async function runSync(config: Config, opts: SyncOptions = {}): Promise<v
   try {
     // Everything that can refuse the source runs before the checkpoint or the sink is touched.
     const info = await inspectServer(conn);
-    const tables = await resolveTables(conn, config);
+    const registry = new TableRegistry(pool, await TableRegistry.load(conn, config));
     store = CheckpointStore.open(config.checkpoint.path);
     const sameServer = await checkIdentity(conn, store, info, log);
     const committer = new Committer(store, sink, new DebeziumEncoder({ name: config.name, tombstones: config.sink.tombstones }));
     await committer.recover();
     store.setSourceIdentity(info.identity);
 
-    await planTables(conn, config, store, info, tables, log);
+    await planTables(conn, config, store, info, registry.tables, log);
     const planned = store.tables();
     opts.observer?.tablesPlanned?.(
       planned.map((t) => ({
@@ -63,14 +42,18 @@ export async function runSync(config: Config, opts: SyncOptions = {}): Promise<v
         chunksTotal: t.chunksTotal,
       })),
     );
-    const ctx = new RunContext(config, pool, store, info, tables, committer, opts, log, sameServer);
-    await ctx.snapshot();
+    const parts: RunParts = { config, store, info, conn: pool, registry, committer, log, observer: opts.observer, signal: opts.signal };
+    const snapshotDoneAt = await runInitialSnapshot(parts);
     if (opts.signal?.aborted) return;
     if (config.snapshot.mode === 'initial_only') {
       log('snapshot complete (snapshot.mode initial_only): exiting');
       return;
     }
-    await ctx.stream();
+    const from = store.streamPosition();
+    if (!from) throw new Error('no stream position after planning');
+    // With nothing snapshotted in this run, "caught up" means: up to where the server was at start.
+    const until = opts.untilCaughtUp ? (snapshotDoneAt ?? (await currentPosition(pool, info.identity.flavour))) : undefined;
+    await runStream(parts, { from, until, sameServer });
   } finally {
     await sink.close();
     store?.close();
@@ -84,7 +67,7 @@ export async function runSync(config: Config, opts: SyncOptions = {}): Promise<v
  * (a failover within one replication topology: every stored GTID is executed on the new server).
  * Returns whether the checkpoint's binlog file/positions refer to this server.
  */
-async function checkIdentity(conn: Connection, store: CheckpointStore, info: ServerInfo, log: NonNullable<SyncOptions['log']>): Promise<boolean> {
+async function checkIdentity(conn: Connection, store: CheckpointStore, info: ServerInfo, log: Log): Promise<boolean> {
   const stored = store.sourceIdentity();
   if (!stored) return true;
   if (stored.flavour === info.identity.flavour && stored.serverId === info.identity.serverId) return true;

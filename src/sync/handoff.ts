@@ -1,6 +1,42 @@
+/**
+ * The hand-off from snapshot to stream (ARCHITECTURE §3): where the stream starts once the snapshot is done
+ * (the lowest chunk high watermark), and the per-chunk filter that keeps the stream from repeating what the
+ * chunks already hold.
+ */
 import type { ChunkRecord, KeyTuple } from '../checkpoint/store.js';
 import { findChunk, type KeyOrder } from '../source/key-order.js';
-import { comparePositions, maxPosition, type Position } from '../source/position.js';
+import { comparePositions, maxPosition, minPosition, type Position } from '../source/position.js';
+import { currentPosition, withMariadbGtid } from '../source/server.js';
+import type { RunParts } from './options.js';
+
+/**
+ * Records where the stream starts once every chunk is done: the lowest high watermark, by its GTID position
+ * on MariaDB (so the stream starts right there); with no chunk at all, the current position.
+ */
+export async function recordStreamStart(parts: Pick<RunParts, 'store' | 'conn' | 'info'>): Promise<void> {
+  const { store, conn, info } = parts;
+  if (store.streamPosition() !== undefined) return;
+  const hws = store.tables().flatMap((t) => store.chunks(t.name).map((c) => c.hw!));
+  const start = minPosition(hws) ?? (await currentPosition(conn, info.identity.flavour));
+  // With its GTID position the stream starts right there; without it, at the file's start to learn it.
+  store.setStreamStart(info.identity.flavour === 'mariadb' ? await withMariadbGtid(conn, start) : start);
+}
+
+/** The filter as the checkpoint leaves it: done chunks of first snapshots, and first snapshots still running inside the stream. */
+export async function handoffFilter(parts: Pick<RunParts, 'store' | 'registry'>): Promise<HandoffFilter> {
+  const { store, registry } = parts;
+  const filter = new HandoffFilter();
+  const progress = new Map(store.tables().map((p) => [p.name, p]));
+  for (const t of registry.tables) {
+    const p = progress.get(t.name);
+    // A snapshot taken again is merged into the stream without a filter (see LiveSnapshots).
+    if (!p || p.again) continue;
+    const chunks = store.chunks(t.name);
+    const inProgress = p.state === 'snapshotting';
+    if (chunks.length > 0 || inProgress) await filter.addTable(t.name, chunks, (await registry.codec(t)).order, inProgress);
+  }
+  return filter;
+}
 
 interface TableFilter {
   /** Done chunks in key order; they cover a contiguous key range. */
@@ -17,10 +53,10 @@ interface TableFilter {
 /**
  * The hand-off from snapshot to stream (ARCHITECTURE §3): a change at position p on a key whose
  * chunk was read with high watermark HW is already in the snapshot output when p <= HW, so only
- * changes after their chunk's HW pass. Past a table's largest HW every change passes, and keys
- * outside every done chunk (a snapshot still in progress while streaming) pass too.
+ * changes after their chunk's HW pass. Past a table's largest HW every change passes, and so do keys
+ * outside every done chunk, except while the table's first snapshot runs inside the stream.
  */
-export class StreamFilter {
+export class HandoffFilter {
   private readonly tables = new Map<string, TableFilter>();
 
   async addTable(name: string, chunks: ChunkRecord[], order: KeyOrder, inProgress = false): Promise<void> {

@@ -1,68 +1,16 @@
-/** Which tables a connector captures, on which key, and what each needs before streaming. */
+/** What each captured table needs before streaming, decided from the checkpoint and the snapshot mode. */
 
 import type { Connection } from 'mysql2/promise';
-import type { CheckpointStore, CheckpointUpdate, ChunkRecord } from '../checkpoint/store.js';
-import { type Config, matchTables } from '../config/load.js';
+import type { CheckpointStore } from '../checkpoint/store.js';
+import type { Config } from '../config/load.js';
 import { SourceError } from '../errors.js';
+import type { Log } from '../ops/logger.js';
 import { minPosition, type Position } from '../source/position.js';
-import { chunkKeyProblem, loadTableSchemas, type TableSchema, uniqueIndexes } from '../source/schema.js';
-import { binlogFiles, currentPosition, listTables, type ServerInfo } from '../source/server.js';
-import type { SyncOptions } from './connector.js';
-
-export const tableName = (s: { db: string; table: string }) => `${s.db}.${s.table}`;
-
-export type ChunkDone = NonNullable<CheckpointUpdate['chunksDone']>[number];
-
-export type ChunkQueue = { next(): Promise<IteratorResult<{ table: CapturedTable; chunk: ChunkRecord }>> };
-
-export interface CapturedTable {
-  name: string;
-  /** Replaced when DDL changes the table. */
-  schema: TableSchema;
-  chunkKey: string[];
-}
-
-export async function resolveTables(conn: Connection, config: Config): Promise<CapturedTable[]> {
-  const matched = matchTables(config.source.tables, await listTables(conn));
-  if (matched.length === 0) {
-    throw new SourceError(`source.tables (${config.source.tables.join(', ')}) matches no table on the source. Check the database and table names.`);
-  }
-  const byDb = new Map<string, string[]>();
-  for (const t of matched) byDb.set(t.db, [...(byDb.get(t.db) ?? []), t.table]);
-  const out: CapturedTable[] = [];
-  for (const [db, names] of byDb) {
-    const schemas = await loadTableSchemas(conn, db, names);
-    for (const schema of schemas.values()) {
-      const name = tableName(schema);
-      const chunkKey = config.snapshot.chunkKey[name] ?? schema.primaryKey;
-      if (chunkKey.length === 0) {
-        throw new SourceError(
-          `table ${name} has no primary key, so tidemark cannot chunk it or identify its rows. ` +
-            `Add a primary key, or set snapshot.chunkKey: { ${name}: [<unique NOT NULL columns>] }, or leave it out of source.tables.`,
-        );
-      }
-      if (config.snapshot.chunkKey[name]) await checkChunkKey(conn, schema, chunkKey);
-      out.push({ name, schema, chunkKey });
-    }
-  }
-  return out;
-}
-
-export async function checkChunkKey(conn: Connection, schema: TableSchema, key: string[]): Promise<void> {
-  const name = tableName(schema);
-  const problem = chunkKeyProblem(schema, key, (await uniqueIndexes(conn, schema.db, [schema.table])).get(schema.table) ?? []);
-  if (problem) throw new SourceError(`snapshot.chunkKey.${name}: ${name} ${problem}; choose NOT NULL columns that form a unique index, or create one`);
-}
+import { binlogFiles, currentPosition, type ServerInfo } from '../source/server.js';
+import type { CapturedTable } from './table-registry.js';
 
 /** Decides, from the checkpoint and the snapshot mode, what each table needs and where the stream starts. */
-export async function planTables(
-  conn: Connection,
-  config: Config,
-  store: CheckpointStore,
-  info: ServerInfo,
-  tables: CapturedTable[],
-  log: NonNullable<SyncOptions['log']>,
-): Promise<void> {
+export async function planTables(conn: Connection, config: Config, store: CheckpointStore, info: ServerInfo, tables: CapturedTable[], log: Log): Promise<void> {
   const files = await binlogFiles(conn);
   const needed = neededBinlogFile(store);
   if (needed && !files.includes(needed)) {

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import type { ChunkRecord, KeyTuple } from '../../src/checkpoint/store.js';
 import type { KeyOrder } from '../../src/source/key-order.js';
 import type { Position } from '../../src/source/position.js';
-import { StreamFilter } from '../../src/sync/stream-filter.js';
+import { HandoffFilter } from '../../src/sync/handoff.js';
 
 /** Numeric KeyOrder stand-in; records what it was asked to prepare. */
 function fakeOrder() {
@@ -37,9 +37,9 @@ function chunk(idx: number, lo: number | null, hi: number | null, hw: Position |
 // HWs deliberately not in chunk order, and spanning two files so file order matters.
 const chunks = [chunk(0, null, 100, at('binlog.000009', 5000)), chunk(1, 100, 200, at('binlog.000010', 300)), chunk(2, 200, null, at('binlog.000009', 8000))];
 
-describe('StreamFilter', () => {
+describe('HandoffFilter', () => {
   it('drops a change at or before its chunk HW and passes one after it', async () => {
-    const f = new StreamFilter();
+    const f = new HandoffFilter();
     const { order } = fakeOrder();
     await f.addTable('db.t', chunks, order);
     expect(f.active).toBe(true);
@@ -62,7 +62,7 @@ describe('StreamFilter', () => {
   });
 
   it('passes everything past the largest HW, and drops the table from the filter there', async () => {
-    const f = new StreamFilter();
+    const f = new HandoffFilter();
     const { order } = fakeOrder();
     await f.addTable('db.t', chunks, order);
     expect(f.needsLookup('db.t', at('binlog.000010', 300))).toBe(order);
@@ -76,7 +76,7 @@ describe('StreamFilter', () => {
   });
 
   it('always passes tables it was not given', async () => {
-    const f = new StreamFilter();
+    const f = new HandoffFilter();
     const { order } = fakeOrder();
     await f.addTable('db.t', chunks, order);
     expect(f.passes('db.other', [50], at('binlog.000001', 4))).toBe(true);
@@ -84,7 +84,7 @@ describe('StreamFilter', () => {
   });
 
   it('ignores chunks without an HW and skips a table with none', async () => {
-    const f = new StreamFilter();
+    const f = new HandoffFilter();
     const { order, prepared } = fakeOrder();
     await f.addTable('db.none', [chunk(0, null, 10, null), chunk(1, 10, null, null)], order);
     expect(f.active).toBe(false);
@@ -99,14 +99,14 @@ describe('StreamFilter', () => {
   });
 
   it('prepares the key order with the bounds of the done chunks, in one batch', async () => {
-    const f = new StreamFilter();
+    const f = new HandoffFilter();
     const { order, prepared } = fakeOrder();
     await f.addTable('db.t', chunks, order);
     expect(prepared).toEqual([[null, [100], [100], [200], [200], null]]);
   });
 
   it('passes keys beyond the done chunks of a snapshot still in progress', async () => {
-    const f = new StreamFilter();
+    const f = new HandoffFilter();
     const { order } = fakeOrder();
     await f.addChunk('db.t', chunk(0, null, 10, at('binlog.000001', 500)), order);
     expect(f.passes('db.t', [5], at('binlog.000001', 400))).toBe(false);
@@ -118,7 +118,7 @@ describe('StreamFilter', () => {
   });
 
   it('keeps tables independent', async () => {
-    const f = new StreamFilter();
+    const f = new HandoffFilter();
     const { order } = fakeOrder();
     await f.addTable('db.a', [chunk(0, null, null, at('binlog.000001', 100))], order);
     await f.addTable('db.b', [chunk(0, null, null, at('binlog.000001', 900))], order);

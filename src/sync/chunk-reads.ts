@@ -1,0 +1,95 @@
+/** Chunks for a snapshot, initial or while streaming: handed out one at a time, each read exact as of its high watermark. */
+import pRetry from 'p-retry';
+import type { ChunkRecord } from '../checkpoint/store.js';
+import { errorOf, isRetriable } from '../errors.js';
+import type { ChangeEvent } from '../events/event.js';
+import { ChunkSplitter } from '../source/chunker.js';
+import type { SourceLink } from '../source/server.js';
+import { type ChunkRows, readChunk } from '../source/snapshot.js';
+import type { RunParts } from './options.js';
+import type { CapturedTable } from './table-registry.js';
+
+export type ChunkQueue = { next(): Promise<IteratorResult<{ table: CapturedTable; chunk: ChunkRecord }>> };
+
+/** Reads of one chunk after a lost connection, before the run stops. */
+const CHUNK_READ_ATTEMPTS = 5;
+
+/** Hands out pending chunks one at a time; new bounds are computed and stored only when needed. */
+export function chunkQueue(parts: RunParts, todo: CapturedTable[]): ChunkQueue {
+  const { store, registry, conn, config, signal } = parts;
+  const progress = new Map(store.tables().map((p) => [p.name, p]));
+  async function* generate(): AsyncGenerator<{ table: CapturedTable; chunk: ChunkRecord }> {
+    for (const t of todo) {
+      const existing = store.chunks(t.name);
+      for (const c of existing) if (c.status === 'pending') yield { table: t, chunk: c };
+      const last = existing[existing.length - 1];
+      if (last && last.hi === null) continue;
+      const codec = await registry.codec(t);
+      const splitter = await ChunkSplitter.create(conn, t.schema, codec.keyColumns, config.snapshot.chunkSize, progress.get(t.name)?.rowsEstimate ?? 0);
+      let idx = existing.length;
+      let lo = last ? last.hi : null;
+      for (;;) {
+        if (signal?.aborted) return;
+        const hi = await splitter.nextBound(lo);
+        store.addChunk(t.name, idx, lo, hi);
+        yield { table: t, chunk: { table: t.name, idx, lo, hi, status: 'pending', lw: null, hw: null, rows: null } };
+        if (hi === null) break;
+        lo = hi;
+        idx++;
+      }
+    }
+  }
+  const gen = generate();
+  let lock: Promise<unknown> = Promise.resolve();
+  // Workers share one generator; calls to next() are serialised so each chunk goes to one worker.
+  return {
+    next: () => {
+      const result = lock.then(() => gen.next());
+      lock = result.catch(() => {});
+      return result;
+    },
+  };
+}
+
+/**
+ * Reads a chunk exact as of its high watermark and turns its rows into snapshot reads. A lost
+ * connection is replaced and the chunk read again from its low watermark, a few times.
+ */
+export async function readChunkEvents(
+  parts: RunParts,
+  link: SourceLink,
+  table: CapturedTable,
+  chunk: ChunkRecord,
+  backfillServerId: number,
+): Promise<{ events: ChangeEvent[]; result: ChunkRows }> {
+  const { info, config, registry, observer, log, signal } = parts;
+  const codec = await registry.codec(table);
+  const ctx = { flavour: info.identity.flavour, gtidMode: info.gtidMode, source: config.source };
+  const readAgain = (err: Error) => isRetriable(err) && !signal?.aborted;
+  const result = await pRetry(async () => readChunk(ctx, await link.get(), codec, chunk, backfillServerId), {
+    retries: CHUNK_READ_ATTEMPTS - 1,
+    minTimeout: 500,
+    factor: 2,
+    shouldRetry: readAgain,
+    // p-retry calls this also for an error it will not retry.
+    onFailedAttempt: (err) => {
+      if (!readAgain(err) || err.retriesLeft === 0) return;
+      link.discard();
+      observer?.reconnected?.();
+      log('source connection lost while reading a chunk; reading it again', { table: table.name, chunk: chunk.idx, error: errorOf(err).message });
+    },
+  });
+  const { db, table: name } = table.schema;
+  const source = { file: result.hw.file, pos: result.hw.pos, gtid: null, serverId: 0, tsMs: Date.now(), snapshot: true };
+  const { keys, rows } = result;
+  const events = new Array<ChangeEvent>(rows.length);
+  for (let i = 0; i < rows.length; i++) events[i] = { op: 'r', db, table: name, key: keys[i]!, before: null, after: rows[i]!, row: i, source };
+  return { events, result };
+}
+
+/** A chunk's rows are committed: progress bars and metrics hear of it. */
+export function reportChunk(parts: Pick<RunParts, 'store' | 'observer'>, table: string, rows: number): void {
+  const t = parts.store.tables().find((p) => p.name === table);
+  parts.observer?.chunkDone?.(table, rows, parts.store.doneChunks(table), t?.chunksTotal ?? null);
+  parts.observer?.committed?.(undefined);
+}

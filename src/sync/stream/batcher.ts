@@ -1,0 +1,137 @@
+import type { CheckpointUpdate } from '../../checkpoint/store.js';
+import type { ChangeEvent } from '../../events/event.js';
+import type { Position } from '../../source/position.js';
+import type { Committer } from '../committer.js';
+
+export type ChunkDone = NonNullable<CheckpointUpdate['chunksDone']>[number];
+
+export interface CommitLimits {
+  /** A commit is due at this many events ... */
+  maxRecords: number;
+  /** ... or this long after the batch's first event, whichever first. */
+  maxDelayMs: number;
+}
+
+/** What a finished commit held, for metrics and progress. */
+export interface CommitSummary {
+  end: Position;
+  sourceTsMs: number | undefined;
+  chunksDone: ChunkDone[];
+  /** Streamed events per op (snapshot reads not counted); empty unless asked for. */
+  byOp: Map<string, number>;
+}
+
+/**
+ * Whether the batch in hand is to be committed now. A source transaction is never split (a batch
+ * holds whole ones), so the record limit can be passed by one large transaction. A position with no
+ * captured change (heartbeats, other tables) is checkpointed at a calm pace while the stream is idle.
+ */
+export function commitDue(
+  batch: { records: number; startedMs: number; hasEnd: boolean },
+  lastCommitMs: number,
+  now: number,
+  idle: boolean,
+  limits: CommitLimits,
+): boolean {
+  if (!batch.hasEnd) return false;
+  return (
+    batch.records >= limits.maxRecords ||
+    (batch.startedMs > 0 && now - batch.startedMs >= limits.maxDelayMs) ||
+    (idle && batch.records === 0 && now - lastCommitMs >= Math.max(1000, limits.maxDelayMs))
+  );
+}
+
+/**
+ * Cuts the stream into sink commits. The next batch fills while the previous commit is written; at most
+ * one commit is in flight, and a failed commit is kept in `failure` and ends the run at once, even when no
+ * further change comes to trigger the next commit.
+ */
+export class Batcher {
+  private events: ChangeEvent[] = [];
+  private end: Position | null = null;
+  private sourceTsMs: number | undefined;
+  private startedMs = 0;
+  private lastCommitMs = 0;
+  private chunksDone: ChunkDone[] = [];
+  private committing: Promise<void> = Promise.resolve();
+  failure: Error | null = null;
+  /** Whether any commit of this run has finished. */
+  committedSinceStart = false;
+
+  constructor(
+    private readonly committer: Committer,
+    private readonly limits: CommitLimits,
+    private readonly hooks: { countOps: boolean; committed(summary: CommitSummary): Promise<void> | void; failed(): void },
+  ) {}
+
+  /** A whole transaction's events (possibly none left after filtering), ending at `end`. */
+  addTransaction(events: ChangeEvent[], end: Position, sourceTsMs: number): void {
+    this.addEvents(events);
+    this.end = end;
+    this.sourceTsMs = sourceTsMs;
+    this.startClockIfEmpty();
+  }
+
+  /** A transaction boundary reached with nothing captured. */
+  addPosition(p: Position): void {
+    this.end = p;
+    this.startClockIfEmpty();
+  }
+
+  /** A chunk read while streaming, merged into the stream at position `at` (its HW has been passed). */
+  addChunk(events: ChangeEvent[], done: ChunkDone, at: Position): void {
+    this.addEvents(events);
+    this.chunksDone.push(done);
+    this.end ??= at;
+    this.startClockIfEmpty();
+  }
+
+  async flushIfDue(idle: boolean): Promise<void> {
+    const batch = { records: this.events.length, startedMs: this.startedMs, hasEnd: this.end !== null };
+    if (commitDue(batch, this.lastCommitMs, Date.now(), idle, this.limits)) await this.startCommit();
+  }
+
+  /** Commits the batch and waits until every commit asked for is done. */
+  async flush(): Promise<void> {
+    await this.startCommit();
+    await this.committing;
+  }
+
+  private addEvents(events: ChangeEvent[]): void {
+    if (events.length > 0 && this.events.length === 0) this.startedMs = Date.now();
+    for (const e of events) this.events.push(e);
+  }
+
+  /** A batch of positions only is due after maxDelayMs like any other. */
+  private startClockIfEmpty(): void {
+    if (this.events.length === 0 && this.end) this.startedMs ||= Date.now();
+  }
+
+  /** Hands the batch to the committer without waiting for it to finish (see the class comment). */
+  private async startCommit(): Promise<void> {
+    if (!this.end) return;
+    await this.committing;
+    const events = this.events;
+    const end = this.end;
+    const sourceTsMs = this.sourceTsMs;
+    const chunksDone = this.chunksDone;
+    this.events = [];
+    this.end = null;
+    this.chunksDone = [];
+    this.sourceTsMs = undefined;
+    this.startedMs = 0;
+    this.lastCommitMs = Date.now();
+    const update = { stream: end, ...(sourceTsMs === undefined ? {} : { sourceTsMs }), ...(chunksDone.length > 0 ? { chunksDone } : {}) };
+    // Counted now, so the events can be collected while the sink writes them.
+    const byOp = new Map<string, number>();
+    if (this.hooks.countOps) for (const e of events) if (!e.source.snapshot) byOp.set(e.op, (byOp.get(e.op) ?? 0) + 1);
+    this.committing = this.committer.commit(events, update).then(() => {
+      this.committedSinceStart = true;
+      return this.hooks.committed({ end, sourceTsMs, chunksDone, byOp });
+    });
+    this.committing.catch((err: Error) => {
+      this.failure = err;
+      this.hooks.failed();
+    });
+  }
+}

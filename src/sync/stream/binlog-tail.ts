@@ -1,0 +1,151 @@
+import pRetry from 'p-retry';
+import { serverIdRange } from '../../config/load.js';
+import { errorOf, isRetriable } from '../../errors.js';
+import { BinlogReader, type StartAt } from '../../source/binlog.js';
+import { comparePositions, type Position } from '../../source/position.js';
+import type { RunParts } from '../options.js';
+import { type BinlogItem, BinlogQueue } from './binlog-queue.js';
+
+/** Backoff between reconnect attempts of one outage; it starts over after a successful reconnect. */
+const RECONNECT_BACKOFF = { minTimeout: 500, maxTimeout: 30_000, factor: 2, randomize: true };
+
+/**
+ * Follows the binlog from a position: receives whole transactions into a queue, stops reading the
+ * socket while the queue is full (TCP back-pressure reaches the server), reconnects after a lost
+ * connection, and hands out each item once, in order, skipping what a reconnect or a start at a
+ * file's beginning replays.
+ */
+export class BinlogTail {
+  private readonly queue = new BinlogQueue();
+  private reader: BinlogReader | null = null;
+  private failure: Error | null = null;
+  private wake: (() => void) | null = null;
+  /** The end of the last item handed out: a reconnect resumes right after it. */
+  lastReceived: Position = { file: '', pos: 0 };
+
+  constructor(private readonly parts: Pick<RunParts, 'config' | 'info' | 'registry' | 'log' | 'observer' | 'signal'>) {}
+
+  /** `sameServer` false: the checkpoint's file/pos belong to another server, only its GTIDs count. */
+  async start(from: Position, sameServer: boolean): Promise<void> {
+    this.lastReceived = sameServer ? from : { file: 'any.000000', pos: 0 };
+    await this.connect(from);
+  }
+
+  /**
+   * The next item not handed out before, or undefined when none is queued. After a lost connection
+   * this reconnects first; an error that is not retriable is thrown.
+   */
+  async next(): Promise<BinlogItem | undefined> {
+    for (;;) {
+      if (this.failure) await this.reconnect();
+      if (this.failure || this.parts.signal?.aborted) return undefined;
+      const item = this.queue.shift();
+      if (item === undefined) return undefined;
+      if (this.queue.low) this.reader?.resume();
+      const end = 'end' in item ? item.end : item;
+      // Starting at a file's beginning (to learn its GTIDs) or reconnecting replays what was already had.
+      if (comparePositions(end, this.lastReceived) <= 0) continue;
+      this.lastReceived = end;
+      return item;
+    }
+  }
+
+  get empty(): boolean {
+    return this.queue.length === 0;
+  }
+
+  /** Waits up to `ms` for an item or a failure; `interrupt()` ends the wait early. */
+  wait(ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      this.wake = resolve;
+      setTimeout(resolve, ms).unref();
+    });
+  }
+
+  interrupt(): void {
+    const w = this.wake;
+    this.wake = null;
+    w?.();
+  }
+
+  /** Stops reading while something else needs the source to stand still (a chunk read while streaming). */
+  pause(): void {
+    this.reader?.pause();
+  }
+
+  resumeIfLow(): void {
+    if (this.queue.low) this.reader?.resume();
+  }
+
+  stop(): void {
+    this.reader?.stop();
+  }
+
+  /**
+   * Starts at the beginning of the resume file when no GTID position is stored, so zongji can
+   * seed its GTID set from the file header; everything up to the resume point is skipped here.
+   */
+  private startAt(from: Position): StartAt {
+    const gtidMode = this.parts.info.gtidMode;
+    if (from.gtid !== undefined && gtidMode) return { gtidSet: from.gtid };
+    return gtidMode ? { file: from.file, pos: 4 } : { file: from.file, pos: from.pos };
+  }
+
+  private async connect(from: Position): Promise<void> {
+    const reader = new BinlogReader({
+      source: this.parts.config.source,
+      serverId: serverIdRange(this.parts.config).first,
+      start: this.startAt(from),
+      tables: this.parts.registry.tables.map((t) => ({ db: t.schema.db, table: t.schema.table })),
+      onTransaction: (tx) => this.push(tx),
+      onPosition: (p) => this.push(p),
+      onError: (err) => {
+        this.failure = err;
+        this.interrupt();
+      },
+    });
+    this.reader = reader;
+    try {
+      await reader.start();
+    } catch (err) {
+      reader.stop();
+      throw err;
+    }
+  }
+
+  private push(item: BinlogItem): void {
+    this.queue.push(item);
+    // Back-pressure: stop reading the socket while a commit is slower than the binlog.
+    if (this.queue.full) this.reader?.pause();
+    this.interrupt();
+  }
+
+  /** The queue still holds what was received; the new connection resumes right after the last item handed out. */
+  private async reconnect(): Promise<void> {
+    const err = this.failure!;
+    this.failure = null;
+    if (!isRetriable(err)) throw err;
+    const { log, observer, signal } = this.parts;
+    this.reader?.stop();
+    observer?.reconnected?.();
+    log('binlog connection lost; reconnecting', { error: err.message });
+    const lostAt = Date.now();
+    const tryAgain = (e: Error) => isRetriable(e) && !signal?.aborted;
+    try {
+      await pRetry(() => this.connect(this.lastReceived), {
+        forever: true,
+        ...RECONNECT_BACKOFF,
+        shouldRetry: tryAgain,
+        // p-retry calls this also for an error it will not retry.
+        onFailedAttempt: (e) => {
+          if (tryAgain(e)) log('binlog reconnect failed; trying again', { error: errorOf(e).message, attempt: e.attemptNumber });
+        },
+        ...(signal ? { signal } : {}),
+      });
+    } catch (e) {
+      if (signal?.aborted) return;
+      throw e;
+    }
+    log('binlog reconnected', { outageMs: Date.now() - lostAt });
+  }
+}

@@ -1,0 +1,126 @@
+/**
+ * The stream: binlog tail → transaction events through the hand-off filter → batches → sink commits, with
+ * snapshots while streaming read in between. Each part lives in its own file; this loop wires them.
+ */
+import type { BinlogTransaction } from '../../source/binlog.js';
+import { comparePositions, formatPosition, type Position } from '../../source/position.js';
+import { lagBytes } from '../../source/server.js';
+import { reportChunk } from '../chunk-reads.js';
+import { type HandoffFilter, handoffFilter } from '../handoff.js';
+import type { RunParts } from '../options.js';
+import { Batcher, type CommitSummary } from './batcher.js';
+import { BinlogTail } from './binlog-tail.js';
+import { LiveSnapshots } from './live-snapshots.js';
+import { resolveChanges, transactionEvents } from './transaction-events.js';
+
+/** Lag in bytes costs a round trip to the server: refreshed this often, not per commit. */
+const LAG_PROBE_MS = 5000;
+
+export interface StreamPlan {
+  from: Position;
+  /** Stop once the committed position reaches this (`--until-caught-up`); undefined: run until stopped. */
+  until: Position | undefined;
+  /** false: the checkpoint's file/pos belong to another server, only its GTIDs count. */
+  sameServer: boolean;
+}
+
+/** Streams from the checkpoint's position until stopped, or caught up with `plan.until`. */
+export async function runStream(parts: RunParts, plan: StreamPlan): Promise<void> {
+  const streamer = new Streamer(parts, await handoffFilter(parts));
+  await streamer.run(plan);
+}
+
+class Streamer {
+  private readonly tail: BinlogTail;
+  private readonly batcher: Batcher;
+  private readonly live: LiveSnapshots;
+  private lastLagProbeMs = 0;
+
+  constructor(
+    private readonly parts: RunParts,
+    private readonly filter: HandoffFilter,
+  ) {
+    this.tail = new BinlogTail(parts);
+    this.batcher = new Batcher(parts.committer, parts.config.commit, {
+      countOps: parts.observer !== undefined,
+      committed: (summary) => this.committed(summary),
+      failed: () => this.tail.interrupt(),
+    });
+    this.live = new LiveSnapshots(parts, filter, this.batcher, this.tail);
+  }
+
+  async run(plan: StreamPlan): Promise<void> {
+    const { store, signal, log, observer, config } = this.parts;
+    this.live.resumeFromCheckpoint();
+    await this.tail.start(plan.from, plan.sameServer);
+    log('streaming', { from: formatPosition(plan.from) });
+    observer?.streaming?.();
+    const onAbort = () => this.tail.interrupt();
+    signal?.addEventListener('abort', onAbort);
+    try {
+      for (;;) {
+        if (plan.until && this.caughtUp(plan.until, plan.sameServer)) {
+          log('caught up', { position: formatPosition(store.streamPosition()!) });
+          return;
+        }
+        if (signal?.aborted) return;
+        if (this.batcher.failure) throw this.batcher.failure;
+        if (await this.live.step()) continue;
+        const item = await this.tail.next();
+        if (item === undefined) {
+          if (signal?.aborted) return;
+          await this.batcher.flushIfDue(true);
+          await this.tail.wait(config.commit.maxDelayMs);
+          continue;
+        }
+        if ('end' in item) await this.addTransaction(item);
+        else this.batcher.addPosition(item);
+        this.live.releaseIfReached(this.tail.lastReceived);
+        await this.batcher.flushIfDue(false);
+      }
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
+      this.tail.stop();
+      await this.batcher.flush();
+      await this.live.close();
+    }
+  }
+
+  /** Everything up to `until` is committed, and no snapshot is left running inside the stream. */
+  private caughtUp(until: Position, sameServer: boolean): boolean {
+    const committed = this.parts.store.streamPosition()!;
+    return !this.live.active && (sameServer || this.batcher.committedSinceStart) && comparePositions(committed, until) >= 0;
+  }
+
+  private async addTransaction(tx: BinlogTransaction): Promise<void> {
+    const changes = await resolveChanges(tx, this.parts.registry, this.filter);
+    this.live.absorb(tx, changes);
+    const events = transactionEvents(tx, changes, this.filter, this.parts.info.serverId);
+    if (tx.ddl.length > 0) await this.refreshSchemas(tx);
+    this.batcher.addTransaction(events, tx.end, tx.tsMs);
+  }
+
+  /** DDL on a captured table: later row images follow the new column list. */
+  private async refreshSchemas(tx: BinlogTransaction): Promise<void> {
+    const { registry, log } = this.parts;
+    for (const d of tx.ddl) {
+      for (const t of registry.touchedBy(d)) {
+        log('schema change', { table: t.name, sql: d.sql.slice(0, 200) });
+        await registry.reloadSchema(t);
+      }
+    }
+  }
+
+  private async committed({ end, sourceTsMs, chunksDone, byOp }: CommitSummary): Promise<void> {
+    const { observer, conn, info } = this.parts;
+    if (!observer) return;
+    for (const [op, n] of byOp) observer.streamed?.(op, n);
+    let bytes: number | undefined;
+    if (Date.now() - this.lastLagProbeMs >= LAG_PROBE_MS) {
+      this.lastLagProbeMs = Date.now();
+      bytes = await lagBytes(conn, info.identity.flavour, end).catch(() => undefined);
+    }
+    observer.committed?.(sourceTsMs, bytes);
+    for (const c of chunksDone) reportChunk(this.parts, c.table, c.rows);
+  }
+}
