@@ -259,14 +259,23 @@ const kafkaSinkSchema = strict({
   { when: validAt(['acks'], ['exactlyOnce']) },
 );
 
+/**
+ * `type: null` is the older name of the discard sink; written without quotes YAML reads it as null, which
+ * means the same here rather than an error that asks for quotes.
+ */
+const discardAlias = (sink: unknown): unknown => (isRecord(sink) && (sink.type === null || sink.type === 'null') ? { ...sink, type: 'discard' } : sink);
+
 /** Sink members, discriminated on `type`: a new sink is one more entry here and flows into `Config` unchanged. */
-const sinkSchema = z.discriminatedUnion('type', [
-  strict({ type: z.literal('jsonl'), path: nonEmpty, tombstones }),
-  strict({ type: z.literal('stdout'), tombstones }),
-  // Discards everything: for measuring tidemark without a sink's cost (bench/).
-  strict({ type: z.literal('null'), tombstones }),
-  kafkaSinkSchema,
-]);
+const sinkSchema = z.preprocess(
+  discardAlias,
+  z.discriminatedUnion('type', [
+    strict({ type: z.literal('jsonl'), path: nonEmpty, tombstones }),
+    strict({ type: z.literal('stdout'), tombstones }),
+    // Discards everything: for measuring tidemark without a sink's cost (bench/).
+    strict({ type: z.literal('discard'), tombstones }),
+    kafkaSinkSchema,
+  ]),
+);
 
 export type SinkConfig = z.output<typeof sinkSchema>;
 

@@ -12,7 +12,7 @@ export function createSink(config: Config): Sink {
       return new JsonlSink(config.sink.path);
     case 'stdout':
       return new StdoutSink();
-    case 'null':
+    case 'discard':
       return new NullSink();
     case 'kafka':
       return new KafkaSink(config.name, config.sink);

@@ -216,9 +216,15 @@ snapshot:
     expect(err.problems).toEqual(['snapshot.mode: expected one of initial, never, initial_only, when_needed, got "initail"']);
   });
 
+  it('reads the discard sink under its old name null, quoted or as YAML null', () => {
+    for (const type of ['discard', "'null'", 'null', '~']) {
+      expect(loadConfig(write(MINIMAL.replace('type: stdout', `type: ${type}`))).sink).toEqual({ type: 'discard', tombstones: true });
+    }
+  });
+
   it('rejects an unknown sink type', () => {
     const err = failure(MINIMAL.replace('type: stdout', 'type: postgres'));
-    expect(err.problems).toEqual(['sink.type: expected one of jsonl, stdout, null, kafka, got "postgres"']);
+    expect(err.problems).toEqual(['sink.type: expected one of jsonl, stdout, discard, kafka, got "postgres"']);
   });
 
   it('reports a missing required key', () => {
