@@ -1,5 +1,6 @@
 import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Command } from 'commander';
 import mysql from 'mysql2/promise';
 import { CheckpointStore } from '../checkpoint/store.js';
@@ -52,7 +53,7 @@ function startShopWriter(conn: mysql.Connection): () => Promise<void> {
           pick,
         ]);
       else await conn.query(`DELETE FROM ${DB}.orders WHERE id = ?`, [pick]);
-      await new Promise((res) => setTimeout(res, 100));
+      await sleep(100);
     }
   })();
   return async () => {

@@ -5,6 +5,7 @@ import type { Command } from 'commander';
 import type { Connection } from 'mysql2/promise';
 import { CheckpointStore, type SourceIdentity } from '../checkpoint/store.js';
 import { type Config, loadConfig } from '../config/load.js';
+import { formatDuration } from '../ops/duration.js';
 import { bytesBetween, formatPosition, type Position } from '../source/position.js';
 import { binlogSizes, connect, currentPosition, inspectServer } from '../source/server.js';
 import { runCommand } from './run.js';
@@ -198,24 +199,6 @@ function buildReport(config: Config, cp: CheckpointView, server: ServerView, now
   };
 }
 
-function formatSeconds(s: number): string {
-  if (s < 60) return `${s.toFixed(1)} s`;
-  const units: [string, number][] = [
-    ['d', 86_400],
-    ['h', 3600],
-    ['m', 60],
-    ['s', 1],
-  ];
-  const parts: string[] = [];
-  let rest = Math.floor(s);
-  for (const [unit, size] of units) {
-    if (rest >= size || parts.length > 0) parts.push(`${Math.floor(rest / size)}${unit}`);
-    rest %= size;
-    if (parts.length === 2) break;
-  }
-  return parts.join(' ');
-}
-
 function describeTable(t: TableStatus): string {
   const estimate = t.rowsEstimate === null ? '' : ` of ~${t.rowsEstimate}`;
   switch (t.phase) {
@@ -247,10 +230,10 @@ function formatReport(r: StatusReport): string {
   if (r.server.position) row('server at', formatPosition(r.server.position));
   const behind: string[] = [];
   if (r.lag.bytes !== null) behind.push(`${r.lag.bytes} bytes`);
-  if (r.lag.seconds !== null) behind.push(r.lag.bytes === 0 ? 'caught up' : `${formatSeconds(r.lag.seconds)} as of the last commit`);
+  if (r.lag.seconds !== null) behind.push(r.lag.bytes === 0 ? 'caught up' : `${formatDuration(r.lag.seconds)} as of the last commit`);
   row('behind', behind.length > 0 ? behind.join('; ') : 'unknown');
   if (r.lag.note && (r.lag.bytes === null || r.lag.seconds === null)) row('', r.lag.note);
-  row('last commit', r.lastCommit ? `${r.lastCommit.at} (${formatSeconds(r.lastCommit.ageSeconds)} ago)` : 'none yet');
+  row('last commit', r.lastCommit ? `${r.lastCommit.at} (${formatDuration(r.lastCommit.ageSeconds)} ago)` : 'none yet');
   return `${lines.join('\n')}\n`;
 }
 

@@ -2,6 +2,7 @@ import { execFile } from 'node:child_process';
 import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { withTimeout } from '../timeout.js';
 
 const run = promisify(execFile);
 
@@ -63,7 +64,7 @@ function withUrls(base: Omit<DevServers, 'mysqlUrl' | 'mariadbUrl' | 'kafkaBroke
 async function containerRuntimeAnswers(): Promise<boolean> {
   try {
     const { getContainerRuntimeClient } = await import('testcontainers');
-    await Promise.race([getContainerRuntimeClient(), new Promise((_, reject) => setTimeout(() => reject(new Error('timeout')), 10_000).unref())]);
+    await withTimeout(getContainerRuntimeClient(), 10_000, 'asking for a container runtime');
     return true;
   } catch {
     return false;

@@ -1,3 +1,4 @@
+import { type ParseOptions, parse as parseLossless } from 'lossless-json';
 import type { ConnectionOptions } from 'mysql2';
 import type { ColumnInfo } from '../source/schema.js';
 
@@ -286,118 +287,14 @@ function bitsAsNumber(b: Buffer): number {
  */
 export function parseJsonExact(text: string): unknown {
   if (!/\d{16}/.test(text)) return JSON.parse(text);
-  return new ExactJsonParser(text).parseDocument();
+  return parseLossless(text, null, EXACT_JSON);
 }
 
-const NUMBER = /-?\d+(\.\d+)?([eE][-+]?\d+)?/y;
-
-class ExactJsonParser {
-  private i = 0;
-
-  constructor(private readonly text: string) {}
-
-  parseDocument(): unknown {
-    const value = this.value();
-    this.skipSpace();
-    if (this.i !== this.text.length) this.fail();
-    return value;
-  }
-
-  private value(): unknown {
-    this.skipSpace();
-    const c = this.text[this.i];
-    if (c === '{') return this.object();
-    if (c === '[') return this.array();
-    if (c === '"') return this.string();
-    for (const [word, literal] of LITERALS) {
-      if (this.text.startsWith(word, this.i)) {
-        this.i += word.length;
-        return literal;
-      }
-    }
-    return this.number();
-  }
-
-  private object(): Record<string, unknown> {
-    this.i++;
-    const out: Record<string, unknown> = {};
-    this.skipSpace();
-    if (this.text[this.i] === '}') {
-      this.i++;
-      return out;
-    }
-    for (;;) {
-      this.skipSpace();
-      if (this.text[this.i] !== '"') this.fail();
-      const key = this.string();
-      this.expect(':');
-      // defineProperty: a "__proto__" member is data, as JSON.parse makes it, not the object's prototype.
-      Object.defineProperty(out, key, { value: this.value(), enumerable: true, writable: true, configurable: true });
-      if (this.next(',', '}') === '}') return out;
-    }
-  }
-
-  private array(): unknown[] {
-    this.i++;
-    const out: unknown[] = [];
-    this.skipSpace();
-    if (this.text[this.i] === ']') {
-      this.i++;
-      return out;
-    }
-    for (;;) {
-      out.push(this.value());
-      if (this.next(',', ']') === ']') return out;
-    }
-  }
-
-  private string(): string {
-    const start = this.i;
-    let j = start + 1;
-    while (j < this.text.length && this.text[j] !== '"') j += this.text[j] === '\\' ? 2 : 1;
-    if (j >= this.text.length) this.fail();
-    this.i = j + 1;
-    return JSON.parse(this.text.slice(start, this.i)) as string;
-  }
-
-  private number(): number | string {
-    NUMBER.lastIndex = this.i;
-    const m = NUMBER.exec(this.text);
-    if (!m) this.fail();
-    this.i += m[0].length;
-    const n = Number(m[0]);
-    return m[1] === undefined && m[2] === undefined && !Number.isSafeInteger(n) ? m[0] : n;
-  }
-
-  private expect(c: string): void {
-    this.skipSpace();
-    if (this.text[this.i] !== c) this.fail();
-    this.i++;
-  }
-
-  private next(a: string, b: string): string {
-    this.skipSpace();
-    const c = this.text[this.i];
-    if (c !== a && c !== b) this.fail();
-    this.i++;
-    return c;
-  }
-
-  private skipSpace(): void {
-    for (;;) {
-      const c = this.text.charCodeAt(this.i);
-      if (c !== 0x20 && c !== 0x0a && c !== 0x0d && c !== 0x09) return;
-      this.i++;
-    }
-  }
-
-  private fail(): never {
-    throw new SyntaxError(`invalid JSON at position ${this.i}`);
-  }
-}
-
-const LITERALS: [string, unknown][] = [
-  ['null', null],
-  ['true', true],
-  ['false', false],
-];
+const EXACT_JSON: ParseOptions = {
+  parseNumber: (text) => {
+    const n = Number(text);
+    return Number.isSafeInteger(n) || !/^-?\d+$/.test(text) ? n : text;
+  },
+  // MariaDB's JSON is text and may repeat a key; the last one wins, as in JSON.parse.
+  onDuplicateKey: ({ newValue }) => newValue,
+};

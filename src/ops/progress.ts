@@ -1,4 +1,5 @@
 import cliProgress from 'cli-progress';
+import { formatDuration } from './duration.js';
 import type { Log } from './logger.js';
 import type { SyncObserver } from './observer.js';
 
@@ -10,8 +11,7 @@ interface TableProgressState {
 
 function eta(remaining: number, rate: number): string {
   if (rate <= 0 || remaining <= 0) return '-';
-  const s = Math.round(remaining / rate);
-  return s >= 3600 ? `${Math.floor(s / 3600)}h${Math.floor((s % 3600) / 60)}m` : s >= 60 ? `${Math.floor(s / 60)}m${s % 60}s` : `${s}s`;
+  return formatDuration(Math.round(remaining / rate));
 }
 
 /**

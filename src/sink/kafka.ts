@@ -13,11 +13,13 @@ import {
   type SASLOptions,
   type TopicMessages,
 } from 'kafkajs';
+import pRetry from 'p-retry';
 import type { Logger } from 'pino';
 import type { SinkConfig } from '../config/schema.js';
 import { SinkError } from '../errors.js';
 import type { OutputRecord } from '../events/event.js';
 import { createLogger } from '../ops/logger.js';
+import { withTimeout } from '../timeout.js';
 import type { PreparedBatch, Sink } from './sink.js';
 
 export type KafkaSinkConfig = Extract<SinkConfig, { type: 'kafka' }>;
@@ -39,7 +41,7 @@ const SEND_RETRY: RetryOptions = { initialRetryTime: 25, maxRetryTime: 5_000, fa
 // Beyond those, kafkajs gives up on a transaction as soon as it cannot reach the transaction coordinator, so a
 // commit is retried as a whole, on a new producer, with backoff for up to this long after its first failure.
 const COMMIT_RETRY_WINDOW_MS = 60_000;
-const COMMIT_BACKOFF_MS = { first: 500, max: 10_000 };
+const COMMIT_BACKOFF = { minTimeout: 500, maxTimeout: 10_000, factor: 2 };
 // One record batch per partition per request, and brokers refuse batches over message.max.bytes (1 MiB by default).
 const SLICE_BYTES = 512 * 1024;
 const READ_OFFSETS_TIMEOUT_MS = 60_000;
@@ -226,25 +228,33 @@ export class KafkaSink implements Sink {
     if (this.failure) throw this.failure;
     if (slices.length === 0) return;
     const started = Date.now();
-    for (let attempt = 1; ; attempt++) {
-      try {
-        if (attempt > 1) {
-          await this.restart();
-          if (this.config.exactlyOnce && (this.committed ?? 0) >= commit) break;
-        }
-        await this.ensureTopics(topics);
-        if (this.config.exactlyOnce) await this.transaction(slices);
-        else for (const topicMessages of slices) await this.producer.sendBatch({ topicMessages, acks: this.config.acks, compression: this.compression() });
-        break;
-      } catch (err) {
-        const delay = Math.min(COMMIT_BACKOFF_MS.max, COMMIT_BACKOFF_MS.first * 2 ** (attempt - 1));
-        if (!isTransient(err) || Date.now() + delay > started + COMMIT_RETRY_WINDOW_MS) {
-          this.failure = this.explain(err, { attempts: attempt, ms: Date.now() - started });
-          throw this.failure;
-        }
-        this.logger.warn({ attempt, delayMs: delay, error: messageOf(err) }, 'kafka: commit failed; retrying on a new producer');
-        await new Promise((resolve) => setTimeout(resolve, delay));
-      }
+    // The retry module reports a timeout of its own once the window is over; the failure to explain is the last real one.
+    let last: { err: unknown; attempt: number } = { err: undefined, attempt: 0 };
+    try {
+      await pRetry(
+        async (attempt) => {
+          if (attempt > 1) {
+            await this.restart();
+            if (this.config.exactlyOnce && (this.committed ?? 0) >= commit) return;
+          }
+          await this.ensureTopics(topics);
+          if (this.config.exactlyOnce) await this.transaction(slices);
+          else for (const topicMessages of slices) await this.producer.sendBatch({ topicMessages, acks: this.config.acks, compression: this.compression() });
+        },
+        {
+          ...COMMIT_BACKOFF,
+          forever: true,
+          maxRetryTime: COMMIT_RETRY_WINDOW_MS,
+          shouldRetry: isTransient,
+          onFailedAttempt: (err) => {
+            last = { err, attempt: err.attemptNumber };
+            if (isTransient(err)) this.logger.warn({ attempt: err.attemptNumber, error: messageOf(err) }, 'kafka: commit failed; retrying on a new producer');
+          },
+        },
+      );
+    } catch (err) {
+      this.failure = this.explain(last.err ?? err, { attempts: last.attempt, ms: Date.now() - started });
+      throw this.failure;
     }
     this.committed = commit;
   }
@@ -271,7 +281,7 @@ export class KafkaSink implements Sink {
    * new producer's fencing settles the failed transaction, so that says whether it committed after all.
    */
   private async restart(): Promise<void> {
-    await withTimeout(this.producer.disconnect(), ABORT_TIMEOUT_MS).catch(() => {});
+    await withTimeout(this.producer.disconnect(), ABORT_TIMEOUT_MS, 'kafka producer disconnect').catch(() => {});
     this.producer = this.newProducer();
     await this.producer.connect();
     if (!this.config.exactlyOnce) return;
@@ -304,7 +314,7 @@ export class KafkaSink implements Sink {
       await tx.commit();
     } catch (err) {
       // After a failed EndTxn kafkajs allows no abort and the outcome is unknown: the next producer's fencing settles it.
-      if (tx.isActive() && !isFenced(err)) await withTimeout(tx.abort(), ABORT_TIMEOUT_MS).catch(() => {});
+      if (tx.isActive() && !isFenced(err)) await withTimeout(tx.abort(), ABORT_TIMEOUT_MS, 'kafka transaction abort').catch(() => {});
       throw err;
     }
   }
@@ -459,12 +469,4 @@ export class KafkaSink implements Sink {
 
 function toTopicMessages(slice: Map<string, Message[]>): TopicMessages[] {
   return [...slice].map(([topic, messages]) => ({ topic, messages }));
-}
-
-function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms);
-    timer.unref();
-    promise.then(resolve, reject).finally(() => clearTimeout(timer));
-  });
 }

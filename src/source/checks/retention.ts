@@ -1,3 +1,4 @@
+import { formatDuration } from '../../ops/duration.js';
 import { setVariable } from './settings.js';
 import { byDb, type CheckResult, type Flavour, pass, type Source, type Variables, warn } from './types.js';
 
@@ -15,14 +16,6 @@ function retentionSeconds(flavour: Flavour, v: Variables): { seconds: number | n
   return { seconds: null, setting: v.binlog_expire_logs_seconds !== null ? 'binlog_expire_logs_seconds=0' : 'expire_logs_days=0' };
 }
 
-function duration(seconds: number): string {
-  const round = (n: number) => `${Number(n.toFixed(1))}`;
-  if (seconds >= 86_400) return `${round(seconds / 86_400)} days`;
-  if (seconds >= 3_600) return `${round(seconds / 3_600)} h`;
-  if (seconds >= 60) return `${round(seconds / 60)} min`;
-  return `${round(seconds)} s`;
-}
-
 export async function checkRetention(s: Source): Promise<CheckResult[]> {
   let rows = 0;
   for (const [db, names] of byDb(s.tables)) {
@@ -30,10 +23,10 @@ export async function checkRetention(s: Source): Promise<CheckResult[]> {
     rows += Number((r as { n: string | number | null }[])[0]?.n ?? 0);
   }
   const estimate = rows / ASSUMED_SNAPSHOT_ROWS_PER_SECOND;
-  const estimateText = `snapshot estimate ~${duration(estimate)} (${rows.toLocaleString('en-US')} rows by the server's TABLE_ROWS estimate, at an assumed ${ASSUMED_SNAPSHOT_ROWS_PER_SECOND.toLocaleString('en-US')} rows/s)`;
+  const estimateText = `snapshot estimate ~${formatDuration(estimate)} (${rows.toLocaleString('en-US')} rows by the server's TABLE_ROWS estimate, at an assumed ${ASSUMED_SNAPSHOT_ROWS_PER_SECOND.toLocaleString('en-US')} rows/s)`;
   const { seconds, setting } = retentionSeconds(s.flavour, s.vars);
   if (seconds === null) return [pass('binlog retention', `binlogs are never purged automatically (${setting}); ${estimateText}`)];
-  const found = `binlogs kept ${duration(seconds)} (${setting}); ${estimateText}`;
+  const found = `binlogs kept ${formatDuration(seconds)} (${setting}); ${estimateText}`;
   if (seconds >= 2 * estimate) return [pass('binlog retention', found)];
   // The binlog from a snapshot's start must survive until the stream has read it, and a stopped connector
   // must be restarted within the retention too, hence at least a week.

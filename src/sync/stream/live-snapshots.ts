@@ -3,6 +3,7 @@
  * the config and tables asked for with `tidemark snapshot` are read chunk by chunk between stretches of
  * streaming, so the stream pauses for one chunk read at most.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import { serverIdRange } from '../../config/load.js';
 import type { ChangeEvent } from '../../events/event.js';
 import type { BinlogTransaction } from '../../source/binlog.js';
@@ -141,7 +142,7 @@ export class LiveSnapshots {
       const serverId = serverIdRange(parts.config).first + 1;
       let read = await readChunkEvents(parts, this.link, table, chunk, serverId);
       for (let i = 0; i < LW_BEHIND_TRIES && comparePositions(read.result.lw, this.tail.lastReceived) < 0; i++) {
-        await new Promise((resolve) => setTimeout(resolve, 20));
+        await sleep(20);
         read = await readChunkEvents(parts, this.link, table, chunk, serverId);
       }
       const { events, result } = read;
