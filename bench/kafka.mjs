@@ -12,8 +12,15 @@
 import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { Kafka, logLevel, Partitioners } from 'kafkajs';
-import { provisionServers } from '../dist/devservers/provision.js';
-import { KafkaSink } from '../dist/sink/kafka.js';
+
+/** @import { OutputRecord } from '../src/events/event.js' */
+/** @import { KafkaSinkConfig } from '../src/sink/kafka.js' */
+
+// The built code, typed as its source (dist/ has no .d.ts files).
+const { provisionServers } = /** @type {typeof import('../src/devservers/provision.js')} */ (
+  await import(new URL('../dist/devservers/provision.js', import.meta.url).href)
+);
+const { KafkaSink } = /** @type {typeof import('../src/sink/kafka.js')} */ (await import(new URL('../dist/sink/kafka.js', import.meta.url).href));
 
 const { values: args } = parseArgs({
   options: {
@@ -27,10 +34,14 @@ const BATCHES = args.batch.split(',').map(Number);
 const PARTITIONS = Number(args.partitions);
 
 const servers = await provisionServers(['kafka'], (l) => console.error(l));
+if (!servers.kafkaBrokers) throw new Error('no Kafka broker was provisioned');
 const brokers = servers.kafkaBrokers.split(',');
 const NAME = `bench-${randomBytes(3).toString('hex')}`;
 
-/** Records as the sink receives them (OutputRecord): key and value already JSON text. */
+/**
+ * Records as the sink receives them (OutputRecord): key and value already JSON text.
+ * @returns {(OutputRecord & { value: string })[]}
+ */
 function records() {
   const out = [];
   for (let id = 1; id <= RECORDS; id++) {
@@ -71,6 +82,11 @@ function records() {
   return out;
 }
 
+/**
+ * @param {string} prefix
+ * @param {boolean} exactlyOnce
+ * @returns {KafkaSinkConfig}
+ */
 const sinkConfig = (prefix, exactlyOnce) => ({
   type: 'kafka',
   brokers,
@@ -83,7 +99,17 @@ const sinkConfig = (prefix, exactlyOnce) => ({
   topic: { partitions: PARTITIONS, replicationFactor: 1 },
 });
 
-/** The sink as the committer drives it: prepare, then commit, one batch after the other. */
+/**
+ * @typedef {{ seconds: number, commits: number }} Sweep
+ */
+
+/**
+ * The sink as the committer drives it: prepare, then commit, one batch after the other.
+ * @param {OutputRecord[]} all
+ * @param {number} batch  records per commit
+ * @param {boolean} exactlyOnce
+ * @returns {Promise<Sweep>}
+ */
 async function viaSink(all, batch, exactlyOnce) {
   const prefix = `${NAME}-${exactlyOnce ? 'eo' : 'alo'}-${batch}`;
   const sink = new KafkaSink(NAME, sinkConfig(prefix, exactlyOnce));
@@ -98,7 +124,12 @@ async function viaSink(all, batch, exactlyOnce) {
   return { seconds, commits: seq - 1 };
 }
 
-/** kafkajs alone: the same messages in the same requests (the sink's slices), no transaction, no offset record. */
+/**
+ * kafkajs alone: the same messages in the same requests (the sink's slices), no transaction, no offset record.
+ * @param {OutputRecord[]} all
+ * @param {number} batch  records per commit
+ * @returns {Promise<Sweep>}
+ */
 async function viaKafkajs(all, batch) {
   const prefix = `${NAME}-raw-${batch}`;
   const topic = `${prefix}.bench.sbtest1`;
@@ -132,6 +163,7 @@ for (const batch of BATCHES) {
   const eo = await viaSink(all, batch, true);
   const alo = await viaSink(all, batch, false);
   const raw = await viaKafkajs(all, batch);
+  /** @param {Sweep} r */
   const rate = (r) => `${Math.round(RECORDS / r.seconds).toLocaleString('en-US')} rec/s`;
   console.log(`| ${batch} | ${rate(eo)} | ${rate(alo)} | ${rate(raw)} |`);
 }

@@ -10,8 +10,30 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { parentPort, workerData } from 'node:worker_threads';
 import mysql from 'mysql2';
 
+/**
+ * What bench/sections/latency.mjs hands the worker.
+ * @typedef {object} WriterInput
+ * @property {string} url      the source, mysql://
+ * @property {string} table    db.table
+ * @property {number} rate     rows per second
+ * @property {number} seconds
+ * @property {number} firstId
+ */
+
+/**
+ * What the worker posts back once done: per row (index = id - firstId), when its INSERT was sent and when
+ * the server acknowledged its commit, in wall-clock ms; and the seconds it all took.
+ * @typedef {object} WriterResult
+ * @property {number} count
+ * @property {number} elapsed
+ * @property {Float64Array} committedAt
+ * @property {Float64Array} sentAt
+ */
+
+if (!parentPort) throw new Error('bench/latency-writer.mjs runs as a worker thread of bench/run.mjs');
+const parent = parentPort;
 const TICK_MS = 10;
-const { url, table, rate, seconds, firstId } = workerData;
+const { url, table, rate, seconds, firstId } = /** @type {WriterInput} */ (workerData);
 const total = Math.round(rate * seconds);
 const committedAt = new Float64Array(total);
 const sentAt = new Float64Array(total);
@@ -45,4 +67,6 @@ for (let tick = 1; written < total; tick++) {
 }
 const elapsed = (performance.now() - start) / 1000;
 await conn.end();
-parentPort.postMessage({ count: total, elapsed, committedAt, sentAt }, [committedAt.buffer, sentAt.buffer]);
+/** @type {WriterResult} */
+const result = { count: total, elapsed, committedAt, sentAt };
+parent.postMessage(result, [committedAt.buffer, sentAt.buffer]);
