@@ -324,6 +324,30 @@ export class CheckpointStore {
    * writes. WAL lets it read while a sync commits; SQLite may create an empty -wal/-shm beside a
    * checkpoint whose sync is stopped, which leaves the checkpoint itself unchanged.
    */
+  /**
+   * Whether another process has the checkpoint open. Every connection to a WAL database holds a
+   * shared lock on the file for as long as it is open, so an exclusive lock is refused exactly while
+   * some process (a running sync, or a status reading it) has it open. Taking the lock also folds
+   * a leftover -wal into the file, which is about to be deleted anyway.
+   */
+  static inUse(path: string): boolean {
+    const db = new Database(path, { fileMustExist: true, timeout: 2000 });
+    try {
+      db.pragma('locking_mode = EXCLUSIVE');
+      db.exec('BEGIN EXCLUSIVE');
+      db.exec('COMMIT');
+      return false;
+    } catch (err) {
+      const code = (err as { code?: string }).code;
+      if (code === 'SQLITE_BUSY') return true;
+      // No sync can have a damaged file open; resetting is the cure for one.
+      if (code === 'SQLITE_NOTADB' || code === 'SQLITE_CORRUPT') return false;
+      throw err;
+    } finally {
+      db.close();
+    }
+  }
+
   static openReadOnly(path: string): CheckpointStore {
     const db = new Database(path, { readonly: true, fileMustExist: true, timeout: 5000 });
     const version = db.pragma('user_version', { simple: true }) as number;

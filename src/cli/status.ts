@@ -1,10 +1,10 @@
 import { existsSync, rmSync, statSync } from 'node:fs';
 import { createInterface } from 'node:readline/promises';
-import Database from 'better-sqlite3';
 import type { Command } from 'commander';
 import type { Connection } from 'mysql2/promise';
 import { CheckpointStore, type SourceIdentity } from '../checkpoint/store.js';
 import { type Config, loadConfig } from '../config/load.js';
+import { CheckpointError } from '../errors.js';
 import { formatDuration } from '../ops/duration.js';
 import { bytesBetween, formatPosition, type Position } from '../source/position.js';
 import { binlogSizes, connect, currentPosition, inspectServer } from '../source/server.js';
@@ -93,19 +93,14 @@ export function registerStatusCommands(program: Command, setExitCode: (code: num
     });
 }
 
-const fail = (message: string): number => {
-  process.stderr.write(`tidemark: ${message}\n`);
-  return 1;
-};
-
 async function status(config: Config, asJson: boolean): Promise<number> {
   const path = config.checkpoint.path;
-  if (!existsSync(path)) return fail(`no checkpoint at ${path}: sync has not run yet`);
+  if (!existsSync(path)) throw new CheckpointError(`no checkpoint at ${path}: sync has not run yet`);
   let checkpoint: CheckpointView;
   try {
     checkpoint = readCheckpoint(path);
   } catch (err) {
-    return fail(`cannot read the checkpoint ${path}: ${(err as Error).message}`);
+    throw new CheckpointError(`cannot read the checkpoint ${path}: ${(err as Error).message}`);
   }
   // The checkpoint is closed before the source is asked, which may take up to connectTimeoutMs:
   // an open connection would make `tidemark reset` think a sync is running.
@@ -237,30 +232,6 @@ function formatReport(r: StatusReport): string {
   return `${lines.join('\n')}\n`;
 }
 
-/**
- * Whether another process has the checkpoint open. Every connection to a WAL database holds a
- * shared lock on the file for as long as it is open, so an exclusive lock is refused exactly while
- * some process (a running sync, or a status reading it) has it open. Taking the lock also folds
- * a leftover -wal into the file, which is about to be deleted anyway.
- */
-function checkpointInUse(path: string): boolean {
-  const db = new Database(path, { fileMustExist: true, timeout: 2000 });
-  try {
-    db.pragma('locking_mode = EXCLUSIVE');
-    db.exec('BEGIN EXCLUSIVE');
-    db.exec('COMMIT');
-    return false;
-  } catch (err) {
-    const code = (err as { code?: string }).code;
-    if (code === 'SQLITE_BUSY') return true;
-    // No sync can have a damaged file open; resetting is the cure for one.
-    if (code === 'SQLITE_NOTADB' || code === 'SQLITE_CORRUPT') return false;
-    throw err;
-  } finally {
-    db.close();
-  }
-}
-
 function outputNote(config: Config): string | undefined {
   if (config.sink.type !== 'jsonl') return undefined;
   const size = existsSync(config.sink.path) ? statSync(config.sink.path).size : 0;
@@ -294,12 +265,13 @@ async function reset(config: Config, yes: boolean): Promise<number> {
     return 0;
   }
   const inUse = `the checkpoint ${path} is open in another process, most likely a running tidemark sync: stop it, then reset`;
-  if (existsSync(path) && checkpointInUse(path)) return fail(inUse);
+  if (existsSync(path) && CheckpointStore.inUse(path)) throw new CheckpointError(inUse);
   if (!yes) {
-    if (!process.stdin.isTTY) return fail(`refusing to reset ${path} without confirmation: stdin is not a terminal. Pass --yes to reset from a script.`);
-    if (!(await confirm(config, path))) return fail('not confirmed: the checkpoint was left as it was');
+    if (!process.stdin.isTTY)
+      throw new CheckpointError(`refusing to reset ${path} without confirmation: stdin is not a terminal. Pass --yes to reset from a script.`);
+    if (!(await confirm(config, path))) throw new CheckpointError('not confirmed: the checkpoint was left as it was');
     // The prompt may have waited long enough for a sync to start.
-    if (existsSync(path) && checkpointInUse(path)) return fail(inUse);
+    if (existsSync(path) && CheckpointStore.inUse(path)) throw new CheckpointError(inUse);
   }
   for (const f of files) rmSync(f, { force: true });
   process.stdout.write(`reset: deleted ${path}; the next sync snapshots every table again.\n`);
