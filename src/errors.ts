@@ -71,10 +71,16 @@ export function isConnectionLoss(err: unknown): boolean {
   return e?.fatal === true || CONNECTION_LOSS_CODES.has(e?.code ?? '');
 }
 
-/** Whether trying again can help: a TidemarkError says so itself; otherwise only a lost connection can. */
+/**
+ * Server errors that a new attempt of the same read gets past: MariaDB refuses a consistent snapshot's read of a
+ * table that a TRUNCATE or ALTER re-created since the snapshot began.
+ */
+const TRANSIENT_CODES = new Set(['ER_TABLE_DEF_CHANGED']);
+
+/** Whether trying again can help: a TidemarkError says so itself; otherwise a lost connection or a transient refusal. */
 export function isRetriable(err: unknown): boolean {
   if (err instanceof TidemarkError) return err.retriable;
-  return isConnectionLoss(err);
+  return isConnectionLoss(err) || TRANSIENT_CODES.has((err as { code?: string } | null)?.code ?? '');
 }
 
 export function errorOf(err: unknown): Error {

@@ -310,6 +310,17 @@ export class CheckpointStore {
    * Forgets snapshot and stream progress (for a re-snapshot after the binlog was purged), keeping
    * the commit sequence and sink state so the sink's recovery still lines up.
    */
+  /** A table left out of the config: its progress goes, so a later return starts its snapshot afresh. */
+  forgetTable(name: string): void {
+    this.db
+      .transaction(() => {
+        this.sql('DELETE FROM chunks WHERE table_name = ?').run(name);
+        this.sql('DELETE FROM snapshot_requests WHERE table_name = ?').run(name);
+        this.sql('DELETE FROM tables WHERE name = ?').run(name);
+      })
+      .immediate();
+  }
+
   forgetProgress(): void {
     this.db
       .transaction(() => {
@@ -319,11 +330,6 @@ export class CheckpointStore {
       .immediate();
   }
 
-  /**
-   * Opens an existing checkpoint for reading only (`tidemark status`): no migration, no pragma that
-   * writes. WAL lets it read while a sync commits; SQLite may create an empty -wal/-shm beside a
-   * checkpoint whose sync is stopped, which leaves the checkpoint itself unchanged.
-   */
   /**
    * Whether another process has the checkpoint open. Every connection to a WAL database holds a
    * shared lock on the file for as long as it is open, so an exclusive lock is refused exactly while
@@ -348,6 +354,11 @@ export class CheckpointStore {
     }
   }
 
+  /**
+   * Opens an existing checkpoint for reading only (`tidemark status`): no migration, no pragma that
+   * writes. WAL lets it read while a sync commits; SQLite may create an empty -wal/-shm beside a
+   * checkpoint whose sync is stopped, which leaves the checkpoint itself unchanged.
+   */
   static openReadOnly(path: string): CheckpointStore {
     const db = new Database(path, { readonly: true, fileMustExist: true, timeout: 5000 });
     const version = db.pragma('user_version', { simple: true }) as number;

@@ -212,12 +212,13 @@ export class KafkaSink implements Sink {
     for (const r of records) {
       const topic = this.topicOf(r.topic);
       topics.add(topic);
-      push(topic, { key: r.key, value: r.value }, r.key.length + (r.value?.length ?? 0));
+      // Bytes, not string length: the broker's limit is in bytes, and non-Latin text is up to 3 bytes a UTF-16 unit.
+      push(topic, { key: r.key, value: r.value }, Buffer.byteLength(r.key) + (r.value === null ? 0 : Buffer.byteLength(r.value)));
     }
     if (commit !== current) {
       topics.add(this.offsetsTopic);
       const value = JSON.stringify({ seq, state });
-      push(this.offsetsTopic, { key: this.name, value }, value.length);
+      push(this.offsetsTopic, { key: this.name, value }, Buffer.byteLength(value));
     }
     if (slice.size > 0) slices.push(toTopicMessages(slice));
     return { state, slices, topics: [...topics], commit };

@@ -1,6 +1,6 @@
-import type { AnyBinlogEvent, DeleteRowsEvent, QueryEvent, UpdateRowsEvent, WriteRowsEvent } from '@vlasky/zongji';
+import type { AnyBinlogEvent, DeleteRowsEvent, QueryEvent, TableMapEvent, UpdateRowsEvent, WriteRowsEvent } from '@vlasky/zongji';
 import ZongJi from '@vlasky/zongji';
-import { SourceError } from '../errors.js';
+import { errorOf, isConnectionLoss, SourceError } from '../errors.js';
 import { BINLOG_CONNECTION_OPTIONS } from '../events/values.js';
 import type { Position } from './position.js';
 import { connectionOptions, type SourceSettings } from './server.js';
@@ -65,6 +65,7 @@ export class BinlogReader {
   private readonly zongji: ZongJi;
   private tx: BinlogTransaction | null = null;
   private stopped = false;
+  private lastTable: string | null = null;
 
   constructor(private readonly opts: BinlogReaderOptions) {
     this.zongji = new ZongJi({ ...connectionOptions(opts.source), ...BINLOG_CONNECTION_OPTIONS });
@@ -81,7 +82,7 @@ export class BinlogReader {
       });
       this.zongji.on('error', (err: Error) => {
         if (this.stopped) return;
-        const e = describeBinlogError(err);
+        const e = isConnectionLoss(err) ? err : describeBinlogError(err, this.whereDecoding());
         if (!ready) reject(e);
         else this.opts.onError(e);
       });
@@ -89,7 +90,7 @@ export class BinlogReader {
         try {
           this.handle(evt);
         } catch (err) {
-          this.opts.onError(err as Error);
+          this.opts.onError(describeBinlogError(errorOf(err), this.whereDecoding()));
         }
       });
       this.zongji.start({
@@ -113,6 +114,12 @@ export class BinlogReader {
 
   resume(): void {
     this.zongji.connection?.resume();
+  }
+
+  /** Where the reader is, for an error message: the position and the last table a row event named. */
+  private whereDecoding(): string {
+    const p = this.zongji.options.filename ? `${this.zongji.options.filename}:${this.zongji.options.position}` : 'the start position';
+    return this.lastTable ? `after ${p}, in a transaction on ${this.lastTable}` : `after ${p}`;
   }
 
   private here(): Position {
@@ -153,6 +160,11 @@ export class BinlogReader {
       case 'xid':
         this.commit(evt);
         return;
+      case 'tablemap': {
+        const map = evt as TableMapEvent;
+        this.lastTable = `${map.schemaName}.${map.tableName}`;
+        return;
+      }
       case 'query':
         this.query(evt as QueryEvent);
         return;
@@ -207,8 +219,11 @@ export class BinlogReader {
   }
 }
 
-/** Turns the server's replication errors into ones that say what to do. */
-export function describeBinlogError(err: Error): Error {
+/**
+ * Turns the server's replication errors into ones that say what to do. Anything else the reader meets (an event
+ * zongji cannot decode) will happen again on the same bytes: it stops the run, naming where, and is never skipped.
+ */
+export function describeBinlogError(err: Error, where: string): Error {
   const e = err as Error & { errno?: number; code?: string };
   if (e.errno === 1236 || /purged|could not find first log file|has purged binary logs/i.test(e.message)) {
     return new SourceError(
@@ -219,5 +234,12 @@ export function describeBinlogError(err: Error): Error {
   if (e.errno === 1227 || /REPLICATION SLAVE|access denied/i.test(e.message)) {
     return new SourceError(`cannot read the binlog: ${e.message}. Grant it with GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO <user>.`);
   }
-  return err;
+  if (err instanceof SourceError) return err;
+  // The server or the network said no: mysql2 gives those a code; zongji's own decoding failures have none.
+  if (e.code !== undefined || e.errno !== undefined) return new SourceError(`the binlog connection failed: ${e.message}`, { cause: err });
+  return new SourceError(
+    `cannot decode the binlog ${where}: ${err.message} tidemark stopped instead of skipping the change. ` +
+      'Fix the cause on the server (a setting named above, or binlog_row_metadata=FULL when a table changed), then start tidemark again: it resumes at the last committed transaction.',
+    { cause: err },
+  );
 }

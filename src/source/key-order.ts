@@ -52,22 +52,30 @@ function timeValue(v: unknown): number {
 
 type Comparator = (a: unknown, b: unknown) => number;
 
+/** Sort weights of changed rows' keys kept between lookups. */
+const WEIGHT_CACHE_LIMIT = 200_000;
+
 /**
  * Orders chunk-key tuples the way the server does, so chunk bounds (found by the server) and
  * "which chunk holds this key" (decided here) agree. Integers and decimals compare numerically,
  * binary strings bytewise, and collated strings by the server's own sort weights
  * (`WEIGHT_STRING`), because JavaScript's order is wrong for `_ci`/`_ai` collations
  * ('a' = 'A', 'é' = 'e'). Weights are fetched in batches by `prepare()` before `compare()` needs them.
+ *
+ * The weights of keys that come and go (a stream's changed rows) live in a bounded cache, cleared when full;
+ * those of chunk bounds, which every lookup compares against for as long as the hand-off lasts, are pinned.
  */
 export class KeyOrder {
   private readonly comparators: Comparator[];
   private readonly weights: Map<string, string>[];
+  private readonly pinned: Map<string, string>[];
 
   private constructor(
     private readonly conn: Connection,
     private readonly columns: { column: ColumnInfo; padSpace: boolean }[],
   ) {
     this.weights = columns.map(() => new Map());
+    this.pinned = columns.map(() => new Map());
     this.comparators = columns.map(({ column }, i) => this.comparatorFor(column, i));
   }
 
@@ -92,9 +100,14 @@ export class KeyOrder {
     if (column.dataType === 'time') return (a, b) => timeValue(a) - timeValue(b);
     if (COLLATED_TYPES.has(column.dataType)) {
       const weights = this.weights[i]!;
+      const pinned = this.pinned[i]!;
+      const weightOf = (v: unknown): string | undefined => {
+        const k = this.weightKey(i, v);
+        return weights.get(k) ?? pinned.get(k);
+      };
       return (a, b) => {
-        const wa = weights.get(this.weightKey(i, a));
-        const wb = weights.get(this.weightKey(i, b));
+        const wa = weightOf(a);
+        const wb = weightOf(b);
         if (wa === undefined || wb === undefined) throw new Error(`key order: no sort weight prepared for ${JSON.stringify(wa === undefined ? a : b)}`);
         return compareStrings(wa, wb);
       };
@@ -109,21 +122,25 @@ export class KeyOrder {
     return this.columns[i]!.padSpace ? s.replace(/ +$/, '') : s;
   }
 
-  /** Fetches the server's sort weights of every collated component not yet known. */
-  async prepare(keys: Iterable<KeyTuple | null>): Promise<void> {
+  /**
+   * Fetches the server's sort weights of every collated component not yet known; `pin` keeps them for good
+   * (chunk bounds), otherwise they may be dropped by a later call and fetched again when needed.
+   */
+  async prepare(keys: Iterable<KeyTuple | null>, { pin = false }: { pin?: boolean } = {}): Promise<void> {
     for (let i = 0; i < this.columns.length; i++) {
       const { column } = this.columns[i]!;
       if (!COLLATED_TYPES.has(column.dataType)) continue;
-      const cache = this.weights[i]!;
+      const pinned = this.pinned[i]!;
+      const cache = pin ? pinned : this.weights[i]!;
       const missing = new Set<string>();
       for (const key of keys) {
         if (key === null) continue;
         const k = this.weightKey(i, key[i]);
-        if (!cache.has(k)) missing.add(k);
+        if (!cache.has(k) && !pinned.has(k)) missing.add(k);
       }
       if (missing.size === 0) continue;
       // Keep memory bounded on long streams; what is needed again is fetched again.
-      if (cache.size > 200_000) cache.clear();
+      if (!pin && cache.size > WEIGHT_CACHE_LIMIT) cache.clear();
       const values = [...missing];
       const charset = column.charset ?? 'utf8mb4';
       for (let start = 0; start < values.length; start += 500) {

@@ -95,7 +95,17 @@ async function variables(conn: Connection, names: string[]): Promise<Record<stri
 
 /** Reads who the server is and refuses settings under which row changes can't be captured. */
 export async function inspectServer(conn: Connection): Promise<ServerInfo> {
-  const v = await variables(conn, ['version', 'log_bin', 'binlog_format', 'binlog_row_image', 'server_uuid', 'server_id', 'gtid_mode']);
+  const v = await variables(conn, [
+    'version',
+    'log_bin',
+    'binlog_format',
+    'binlog_row_image',
+    'server_uuid',
+    'server_id',
+    'gtid_mode',
+    'binlog_transaction_compression',
+    'binlog_row_value_options',
+  ]);
   const version = v.version ?? '';
   const flavour = /mariadb/i.test(version) ? 'mariadb' : 'mysql';
   if (v.log_bin !== 'ON') {
@@ -109,6 +119,19 @@ export async function inspectServer(conn: Connection): Promise<ServerInfo> {
   if (v.binlog_row_image !== 'FULL') {
     throw new SourceError(
       `the source logs binlog_row_image=${v.binlog_row_image}; tidemark needs FULL before/after images. Run SET GLOBAL binlog_row_image = 'FULL' (and set it in the server config).`,
+    );
+  }
+  // zongji cannot decode compressed transactions or partial JSON updates; a session may still turn either on,
+  // which the binlog reader then stops at (describeDecodeError).
+  if (v.binlog_transaction_compression === 'ON') {
+    throw new SourceError(
+      'the source compresses binlog transactions (binlog_transaction_compression=ON), which tidemark cannot decode. ' +
+        'Run SET PERSIST binlog_transaction_compression = OFF, then start tidemark again.',
+    );
+  }
+  if (v.binlog_row_value_options?.toUpperCase().includes('PARTIAL_JSON')) {
+    throw new SourceError(
+      "the source logs partial JSON updates (binlog_row_value_options=PARTIAL_JSON), which tidemark cannot decode. Run SET PERSIST binlog_row_value_options = '', then start tidemark again.",
     );
   }
   return {

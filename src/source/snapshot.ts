@@ -113,6 +113,9 @@ export async function readChunk(
   const select = `SELECT * FROM ${quoteId(table.schema.db)}.${quoteId(table.schema.table)} WHERE ${where.text} ORDER BY ${cols}`;
 
   if (ctx.flavour === 'mariadb') {
+    // The snapshot is consistent only at REPEATABLE READ; a server whose default is READ COMMITTED would give
+    // each read of the chunk its own view. The level is set for the session, so it holds for the next transaction.
+    await conn.query('SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ');
     await conn.query('START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY');
     try {
       const [status] = await conn.query("SHOW STATUS LIKE 'binlog_snapshot_%'");

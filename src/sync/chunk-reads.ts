@@ -1,7 +1,7 @@
 /** Chunks for a snapshot, initial or while streaming: handed out one at a time, each read exact as of its high watermark. */
 import pRetry from 'p-retry';
 import type { ChunkRecord } from '../checkpoint/store.js';
-import { errorOf, isRetriable } from '../errors.js';
+import { errorOf, isConnectionLoss, isRetriable } from '../errors.js';
 import type { ChangeEvent } from '../events/event.js';
 import { ChunkSplitter } from '../source/chunker.js';
 import type { SourceLink } from '../source/server.js';
@@ -74,9 +74,13 @@ export async function readChunkEvents(
     // p-retry calls this also for an error it will not retry.
     onFailedAttempt: (err) => {
       if (!readAgain(err) || err.retriesLeft === 0) return;
-      link.discard();
-      observer?.reconnected?.();
-      log('source connection lost while reading a chunk; reading it again', { table: table.name, chunk: chunk.idx, error: errorOf(err).message });
+      const lost = isConnectionLoss(err);
+      if (lost) {
+        link.discard();
+        observer?.reconnected?.();
+      }
+      const why = lost ? 'source connection lost while reading a chunk' : 'chunk read refused for now';
+      log(`${why}; reading it again`, { table: table.name, chunk: chunk.idx, error: errorOf(err).message });
     },
   });
   const { db, table: name } = table.schema;

@@ -64,8 +64,21 @@ export class HandoffFilter {
     const done = chunks.filter((c) => c.hw !== null);
     if (inProgress) this.tables.set(name, { chunks: [], order, maxHw: undefined, inProgress });
     if (done.length === 0) return;
-    await order.prepare(done.flatMap((c) => [c.lo, c.hi]));
+    await order.prepare(
+      done.flatMap((c) => [c.lo, c.hi]),
+      { pin: true },
+    );
     for (const c of done) this.push(name, c, order);
+  }
+
+  /**
+   * A TRUNCATE of the table at the current position: its `t` event makes the consumer drop every row, so from
+   * here on every change must pass, also those up to a chunk's HW that the chunk already holds (the consumer
+   * received that chunk before the truncate). A first snapshot still running inside the stream keeps its filter:
+   * its chunks not read yet will hold the rows as they are after the truncate.
+   */
+  truncated(name: string): void {
+    if (this.tables.get(name)?.inProgress === false) this.tables.delete(name);
   }
 
   /** The table's first snapshot inside the stream is complete: uncovered keys pass from now on. */
@@ -76,7 +89,7 @@ export class HandoffFilter {
 
   /** A chunk read while streaming joins the filter; chunks arrive in key order. */
   async addChunk(name: string, chunk: ChunkRecord, order: KeyOrder): Promise<void> {
-    await order.prepare([chunk.lo, chunk.hi]);
+    await order.prepare([chunk.lo, chunk.hi], { pin: true });
     this.push(name, chunk, order);
   }
 

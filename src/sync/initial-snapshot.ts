@@ -1,6 +1,7 @@
 /** The initial snapshot, before any streaming: every unfinished chunk, `parallelism` at a time, split lazily as it goes. */
 import type { ChunkRecord } from '../checkpoint/store.js';
 import { serverIdRange } from '../config/load.js';
+import { crashPoint } from '../faults.js';
 import type { Position } from '../source/position.js';
 import { currentPosition, SourceLink } from '../source/server.js';
 import { type ChunkQueue, chunkQueue, readChunkEvents, reportChunk } from './chunk-reads.js';
@@ -18,7 +19,11 @@ export async function runInitialSnapshot(parts: RunParts): Promise<Position | un
   if (store.streamPosition() !== undefined) return undefined;
   const progress = new Map(store.tables().map((p) => [p.name, p]));
   const todo = registry.tables.filter((t) => progress.get(t.name)?.state === 'snapshotting');
-  if (todo.length === 0) return undefined;
+  if (todo.length === 0) {
+    // Every chunk was committed by an earlier run that stopped before recording where the stream starts.
+    await recordStreamStart(parts);
+    return undefined;
+  }
   log('snapshot starting', { tables: todo.map((t) => t.name) });
   const started = Date.now();
   const queue = chunkQueue(parts, todo);
@@ -27,6 +32,7 @@ export async function runInitialSnapshot(parts: RunParts): Promise<Position | un
   await Promise.all(workers);
   await committer.drain();
   if (signal?.aborted) return undefined;
+  crashPoint('stream-start');
   await recordStreamStart(parts);
   const caughtUpTarget = await currentPosition(conn, info.identity.flavour);
   observer?.snapshotFinished?.();

@@ -11,6 +11,13 @@ import type { CapturedTable } from './table-registry.js';
 
 /** Decides, from the checkpoint and the snapshot mode, what each table needs and where the stream starts. */
 export async function planTables(conn: Connection, config: Config, store: CheckpointStore, info: ServerInfo, tables: CapturedTable[], log: Log): Promise<void> {
+  // A table no longer captured must not hold the snapshot back (its pending chunks) or pin the binlog (its chunks' positions).
+  const captured = new Set(tables.map((t) => t.name));
+  for (const t of store.tables()) {
+    if (captured.has(t.name)) continue;
+    log('table no longer in source.tables: its progress is forgotten', { table: t.name });
+    store.forgetTable(t.name);
+  }
   const files = await binlogFiles(conn);
   const needed = neededBinlogFile(store);
   if (needed && !files.includes(needed)) {

@@ -203,6 +203,27 @@ describe('KafkaSink against the broker', () => {
     ]);
   });
 
+  it('cuts produce requests by bytes, not characters: a batch of CJK text stays under message.max.bytes', async () => {
+    const name = `sink-${randomBytes(4).toString('hex')}`;
+    const sink = new KafkaSink(name, { ...sinkConfig(name), compression: 'none' });
+    // 8192 rows of 200 three-byte characters: 1.6M UTF-16 units but 4.9 MB of UTF-8, past the broker's 1 MiB per batch
+    // when the slices are measured in units.
+    const cjk = (id: number) => Array.from({ length: 200 }, (_, i) => String.fromCharCode(0x4e00 + ((id * 7919 + i * 104729) % 20000))).join('');
+    const records = Array.from(
+      { length: 8192 },
+      (_, id): OutputRecord => ({ topic: `${name}.db.t`, key: JSON.stringify({ id }), value: JSON.stringify({ text: cjk(id) }) }),
+    );
+    try {
+      await sink.open(undefined);
+      await sink.commit(sink.prepare(records, 1));
+    } finally {
+      await sink.close();
+    }
+    const messages = await readCommitted(inject('kafkaBrokers'), [`${name}.db.t`]);
+    expect(messages).toHaveLength(8192);
+    expect(messages[8191]!.value).toBe(records[8191]!.value);
+  });
+
   it('refuses a record whose topic does not start with the connector name', () => {
     const sink = new KafkaSink('n', sinkConfig(`sink-${randomBytes(4).toString('hex')}`));
     expect(() => sink.prepare([{ topic: 'other.db.t', key: '{"id":1}', value: null }], 1)).toThrow(/does not start with the connector name n/);

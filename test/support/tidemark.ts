@@ -110,10 +110,10 @@ export async function runTidemark(
   args: string[],
   env?: NodeJS.ProcessEnv,
   timeoutMs = 170_000,
-): Promise<{ code: number | null; stderr: string; stdout: string; logs: Record<string, unknown>[] }> {
+): Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string; stdout: string; logs: Record<string, unknown>[] }> {
   const p = new TidemarkProcess(args, env);
   const timer = setTimeout(() => p.child.kill('SIGKILL'), timeoutMs);
-  const { code } = await p.exited;
+  const { code, signal } = await p.exited;
   clearTimeout(timer);
-  return { code, stderr: p.stderr, stdout: p.stdout, logs: p.logs };
+  return { code, signal, stderr: p.stderr, stdout: p.stdout, logs: p.logs };
 }

@@ -75,6 +75,26 @@ describe('HandoffFilter', () => {
     expect(f.passes('db.t', [150], at('binlog.000010', 4))).toBe(true);
   });
 
+  it('passes every change of a table after its TRUNCATE, even one its chunk already holds', async () => {
+    const f = new HandoffFilter();
+    const { order } = fakeOrder();
+    await f.addTable('db.t', chunks, order);
+    await f.addTable('db.other', chunks, order);
+    expect(f.passes('db.t', [150], at('binlog.000010', 200))).toBe(false);
+    f.truncated('db.t');
+    expect(f.passes('db.t', [150], at('binlog.000010', 200))).toBe(true);
+    expect(f.passes('db.other', [150], at('binlog.000010', 200))).toBe(false);
+  });
+
+  it("keeps dropping uncovered keys after a TRUNCATE while the table's first snapshot runs inside the stream", async () => {
+    const f = new HandoffFilter();
+    const { order } = fakeOrder();
+    await f.addTable('db.t', [chunks[0]!], order, true);
+    f.truncated('db.t');
+    expect(f.passes('db.t', [150], at('binlog.000010', 200))).toBe(false);
+    expect(f.passes('db.t', [50], at('binlog.000009', 5001))).toBe(true);
+  });
+
   it('always passes tables it was not given', async () => {
     const f = new HandoffFilter();
     const { order } = fakeOrder();

@@ -96,6 +96,7 @@ class Streamer {
     const changes = await resolveChanges(tx, this.parts.registry, this.filter);
     this.live.absorb(tx, changes);
     const events = transactionEvents(tx, changes, this.filter, this.parts.info.serverId);
+    for (const t of tx.truncates) this.filter.truncated(`${t.db}.${t.table}`);
     if (tx.ddl.length > 0) await this.refreshSchemas(tx);
     this.batcher.addTransaction(events, tx.end, tx.tsMs);
   }
