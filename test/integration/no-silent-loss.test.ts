@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { checkConsistency, formatReport, readJsonl } from '../support/consistency.js';
@@ -98,5 +99,83 @@ describe.each(FLAVOURS)('no silent loss on %s', (flavour) => {
     const report = checkConsistency(keptOnly, source, { keyColumns, allowUnpairedMoves: true });
     expect(report.ok, formatReport(report)).toBe(true);
     await s.conn.end();
+  });
+});
+
+// zongji cannot decode compressed transactions or partial JSON updates. A session can turn either on while the
+// server's default is off, so tidemark must stop at the first such event, before any later change, not skip it.
+describe('binlog events tidemark cannot decode (MySQL)', () => {
+  async function streaming(serverId: number): Promise<JsonlSetup & { sync: ReturnType<typeof tidemark> }> {
+    const { db, conn } = await freshDatabase(urlOf('mysql'), 'undecodable');
+    await conn.query('CREATE TABLE t (id INT PRIMARY KEY, doc JSON NOT NULL, version INT NOT NULL)');
+    await conn.query(`INSERT INTO t VALUES (1, '{"a": 1, "pad": "${'x'.repeat(200)}"}', 1)`);
+    const dir = tempDir();
+    const out = join(dir, 'out.jsonl');
+    const config = writeConfig(dir, {
+      name: 'undecodable',
+      source: { ...sourceFromUrl(urlOf('mysql')), serverId, tables: [`${db}.t`] },
+      checkpoint: { path: join(dir, 'checkpoint.sqlite') },
+      sink: { type: 'jsonl', path: out },
+      commit: { maxRecords: 100, maxDelayMs: 50 },
+    });
+    const sync = tidemark(['sync', '-c', config]);
+    await sync.waitForLog((l) => l.msg === 'streaming');
+    return { db, conn, dir, config, out, sync };
+  }
+
+  const ids = (s: JsonlSetup) =>
+    readJsonl(s.out)
+      .filter((l) => l.value !== null && l.value.op !== 'r')
+      .map((l) => l.value!.after?.id);
+
+  it('stops at a compressed transaction with the setting named, and emits nothing after it', async () => {
+    const s = await streaming(7340);
+    await s.conn.query('INSERT INTO t VALUES (2, \'{"a": 2}\', 1)');
+    await s.conn.query('SET SESSION binlog_transaction_compression = ON');
+    await s.conn.query('INSERT INTO t VALUES (3, \'{"a": 3}\', 1)');
+    await s.conn.query('SET SESSION binlog_transaction_compression = OFF');
+    await s.conn.query('INSERT INTO t VALUES (4, \'{"a": 4}\', 1)');
+    const exit = await Promise.race([s.sync.exited, new Promise((r) => setTimeout(() => r('still running'), 20_000))]);
+    expect(exit, s.sync.stderr.slice(-2000)).toEqual({ code: 1, signal: null });
+    expect(s.sync.stderr).toMatch(/binlog_transaction_compression/);
+    expect(s.sync.stderr).toMatch(/stopped instead of skipping/);
+    expect(ids(s)).toEqual([2]);
+    await s.conn.end();
+  });
+
+  it('stops at a partial JSON update with the setting named, and emits nothing after it', async () => {
+    const s = await streaming(7345);
+    await s.conn.query('SET SESSION binlog_row_value_options = PARTIAL_JSON');
+    await s.conn.query("UPDATE t SET doc = JSON_SET(doc, '$.a', 5), version = version + 1 WHERE id = 1");
+    await s.conn.query("SET SESSION binlog_row_value_options = ''");
+    await s.conn.query('INSERT INTO t VALUES (6, \'{"a": 6}\', 1)');
+    const exit = await Promise.race([s.sync.exited, new Promise((r) => setTimeout(() => r('still running'), 20_000))]);
+    expect(exit, s.sync.stderr.slice(-2000)).toEqual({ code: 1, signal: null });
+    expect(s.sync.stderr).toMatch(/binlog_row_value_options/);
+    expect(ids(s)).toEqual([]);
+    await s.conn.end();
+  });
+
+  it('refuses to start while the server compresses transactions, naming the fix and writing nothing', async () => {
+    const { db, conn } = await freshDatabase(urlOf('mysql'), 'undecodable');
+    await conn.query('CREATE TABLE t (id INT PRIMARY KEY)');
+    const dir = tempDir();
+    const config = writeConfig(dir, {
+      name: 'undecodable',
+      source: { ...sourceFromUrl(urlOf('mysql')), serverId: 7348, tables: [`${db}.t`] },
+      checkpoint: { path: join(dir, 'checkpoint.sqlite') },
+      sink: { type: 'jsonl', path: join(dir, 'out.jsonl') },
+    });
+    await conn.query('SET GLOBAL binlog_transaction_compression = ON');
+    try {
+      const run = await runTidemark(['sync', '-c', config, '--until-caught-up']);
+      expect(run.code).toBe(1);
+      expect(run.stderr).toMatch(/binlog_transaction_compression=ON.*SET PERSIST binlog_transaction_compression = OFF/);
+      expect(existsSync(join(dir, 'checkpoint.sqlite'))).toBe(false);
+      expect(existsSync(join(dir, 'out.jsonl'))).toBe(false);
+    } finally {
+      await conn.query('SET GLOBAL binlog_transaction_compression = OFF');
+      await conn.end();
+    }
   });
 });

@@ -38,6 +38,16 @@ describe('BinlogQueue back-pressure', () => {
     expect(q.shift()).toBeUndefined();
   });
 
+  it('forgets everything on clear, counts included', () => {
+    const q = new BinlogQueue();
+    q.push(tx(BACKLOG_FULL.changes + 1));
+    q.clear();
+    expect(q.length).toBe(0);
+    expect(q.full).toBe(false);
+    expect(q.low).toBe(true);
+    expect(q.shift()).toBeUndefined();
+  });
+
   it('hands items out in the order they arrived', () => {
     const q = new BinlogQueue();
     const a = tx(1);

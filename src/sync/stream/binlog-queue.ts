@@ -25,6 +25,12 @@ export class BinlogQueue {
     return item;
   }
 
+  /** Forgets everything received: a reconnect reads it again from the last item handed out. */
+  clear(): void {
+    this.items = [];
+    this.changes = 0;
+  }
+
   get length(): number {
     return this.items.length;
   }

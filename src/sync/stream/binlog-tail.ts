@@ -19,6 +19,8 @@ export class BinlogTail {
   private readonly queue = new BinlogQueue();
   private reader: BinlogReader | null = null;
   private failure: Error | null = null;
+  /** Items the reader queued before it failed: whole transactions, still handed out. */
+  private queuedBeforeFailure = 0;
   private wake: (() => void) | null = null;
   /** The end of the last item handed out: a reconnect resumes right after it. */
   lastReceived: Position = { file: '', pos: 0 };
@@ -32,15 +34,19 @@ export class BinlogTail {
   }
 
   /**
-   * The next item not handed out before, or undefined when none is queued. After a lost connection
-   * this reconnects first; an error that is not retriable is thrown.
+   * The next item not handed out before, or undefined when none is queued. After the reader failed, the
+   * items it queued before the failure still come first; then it reconnects, or throws an error that is
+   * not retriable.
    */
   async next(): Promise<BinlogItem | undefined> {
     for (;;) {
-      if (this.failure) await this.reconnect();
-      if (this.failure || this.parts.signal?.aborted) return undefined;
+      if (this.failure && this.queuedBeforeFailure === 0) {
+        await this.reconnect();
+        if (this.failure || this.parts.signal?.aborted) return undefined;
+      }
       const item = this.queue.shift();
       if (item === undefined) return undefined;
+      if (this.failure) this.queuedBeforeFailure--;
       if (this.queue.low) this.reader?.resume();
       const end = 'end' in item ? item.end : item;
       // Starting at a file's beginning (to learn its GTIDs) or reconnecting replays what was already had.
@@ -100,7 +106,9 @@ export class BinlogTail {
       onTransaction: (tx) => this.push(tx),
       onPosition: (p) => this.push(p),
       onError: (err) => {
+        if (this.failure) return;
         this.failure = err;
+        this.queuedBeforeFailure = this.queue.length;
         this.interrupt();
       },
     });
@@ -120,13 +128,18 @@ export class BinlogTail {
     this.interrupt();
   }
 
-  /** The queue still holds what was received; the new connection resumes right after the last item handed out. */
+  /**
+   * The new connection resumes right after the last item handed out. What the old one queued beyond it is
+   * dropped, not kept: a reader that failed mid-stream may have queued transactions past one it could not
+   * read, and handing those out would move the position past the one never read.
+   */
   private async reconnect(): Promise<void> {
     const err = this.failure!;
     this.failure = null;
     if (!isRetriable(err)) throw err;
     const { log, observer, signal } = this.parts;
     this.reader?.stop();
+    this.queue.clear();
     observer?.reconnected?.();
     log('binlog connection lost; reconnecting', { error: err.message });
     const lostAt = Date.now();
