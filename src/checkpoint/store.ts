@@ -2,7 +2,7 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { CheckpointError } from '../errors.js';
-import type { Position } from '../source/position.js';
+import { comparePositions, type Position } from '../source/position.js';
 
 export type TableState = 'pending' | 'snapshotting' | 'streaming';
 
@@ -45,6 +45,13 @@ export interface CheckpointUpdate {
   chunksDone?: { table: string; idx: number; lw: Position; hw: Position; rows: number }[];
   /** Resume position of the stream after this commit. */
   stream?: Position;
+  /** Where a resumed stream starts reading, when before `stream` (an XA transaction prepared before it is still open); null: at `stream`. */
+  restart?: Position | null;
+  /**
+   * Tables truncated at `at`: no chunk of theirs holds anything after it, so their chunks' high watermarks come
+   * down to it, and a restart's hand-off filter lets every later change pass, as the running stream does.
+   */
+  truncates?: { table: string; at: Position }[];
   /** Commit time (source clock) of the last source transaction in this commit: how far behind the stream is. */
   sourceTsMs?: number;
 }
@@ -143,6 +150,12 @@ export class CheckpointStore {
   /** Sets where streaming starts when no commit has set it yet (after a snapshot, or for mode never). */
   setStreamStart(p: Position): void {
     this.setMeta('stream', JSON.stringify(p));
+    this.setMeta('restart', null);
+  }
+
+  /** Where a resumed stream starts reading when that is before streamPosition(): see CheckpointUpdate.restart. */
+  streamRestart(): Position | undefined {
+    return parse<Position>(this.meta('restart') ?? null) ?? undefined;
   }
 
   sinkState(): string | undefined {
@@ -246,7 +259,14 @@ export class CheckpointStore {
           addRows.run(c.rows, c.table);
           finishTable.run(c.table, c.table);
         }
-        if (update.stream) this.setMeta('stream', JSON.stringify(update.stream));
+        const lowerHw = this.sql('UPDATE chunks SET hw = ? WHERE table_name = ? AND idx = ?');
+        for (const t of update.truncates ?? []) {
+          for (const c of this.chunks(t.table)) if (c.hw && comparePositions(c.hw, t.at) > 0) lowerHw.run(json(t.at), t.table, c.idx);
+        }
+        if (update.stream) {
+          this.setMeta('stream', JSON.stringify(update.stream));
+          this.setMeta('restart', update.restart ? JSON.stringify(update.restart) : null);
+        }
         if (update.sourceTsMs !== undefined) this.setMeta('last_source_ts_ms', String(update.sourceTsMs));
         this.setMeta('sink_state', pending.sinkState);
         this.setMeta('last_seq', String(seq));
@@ -326,6 +346,7 @@ export class CheckpointStore {
       .transaction(() => {
         this.db.exec('DELETE FROM chunks; DELETE FROM tables;');
         this.setMeta('stream', null);
+        this.setMeta('restart', null);
       })
       .immediate();
   }

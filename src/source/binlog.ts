@@ -1,8 +1,8 @@
-import type { AnyBinlogEvent, DeleteRowsEvent, QueryEvent, TableMapEvent, UpdateRowsEvent, WriteRowsEvent } from '@vlasky/zongji';
+import type { AnyBinlogEvent, DeleteRowsEvent, QueryEvent, TableMapEvent, UpdateRowsEvent, WriteRowsEvent, XaPrepareEvent } from '@vlasky/zongji';
 import ZongJi from '@vlasky/zongji';
 import { errorOf, isConnectionLoss, SourceError } from '../errors.js';
 import { BINLOG_CONNECTION_OPTIONS } from '../events/values.js';
-import type { Position } from './position.js';
+import { comparePositions, type Position } from './position.js';
 import { connectionOptions, type SourceSettings } from './server.js';
 
 export interface RowChange {
@@ -26,9 +26,28 @@ export interface BinlogTransaction {
   ddl: { db: string; sql: string }[];
   /** The transaction boundary right after its commit: where a resume must start. */
   end: Position;
+  /**
+   * Where a reader resuming after `end` must start reading instead, when an XA transaction prepared before
+   * `end` is not committed yet: the boundary before the oldest such XA PREPARE, whose rows are needed again.
+   */
+  restart?: Position;
   gtid: string | null;
   tsMs: number;
 }
+
+/** An XA transaction prepared (its rows are in the binlog) but not committed or rolled back yet. */
+interface PreparedXa {
+  changes: RowChange[];
+  truncates: { db: string; table: string }[];
+  /** The boundary before its XA PREPARE group. */
+  restart: Position;
+}
+
+/**
+ * An XA COMMIT whose XA PREPARE lies before where the reader started: its rows cannot be read from here. A
+ * chunk read starts again later; the stream cannot (see ARCHITECTURE §3 on XA), so there it stops.
+ */
+export class XaPrepareMissing extends SourceError {}
 
 export type StartAt = { file: string; pos: number } | { gtidSet: string };
 
@@ -39,12 +58,17 @@ export interface BinlogReaderOptions {
   /** Tables whose row events are decoded; others are skipped by zongji before decoding. */
   tables: { db: string; table: string }[];
   onTransaction(tx: BinlogTransaction): void;
-  /** A transaction boundary reached without a captured change (heartbeat, skipped transaction). */
-  onPosition?(p: Position): void;
+  /** A transaction boundary reached without a captured change (heartbeat, skipped transaction); `restart` as in BinlogTransaction. */
+  onPosition?(p: Position, restart?: Position): void;
   onError(err: Error): void;
 }
 
-const TRANSACTION_EVENTS = ['gtid', 'anonymousgtid', 'mariadbgtid', 'query', 'xid', 'tablemap', 'writerows', 'updaterows', 'deleterows'];
+const TRANSACTION_EVENTS = ['gtid', 'anonymousgtid', 'mariadbgtid', 'query', 'xid', 'xaprepare', 'tablemap', 'writerows', 'updaterows', 'deleterows'];
+
+/** `XA COMMIT X'<gtrid>',X'<bqual>',<formatID>` (and ROLLBACK), as both servers write them to the binlog. */
+const XA_END = /^XA\s+(COMMIT|ROLLBACK)\s+X'([0-9a-f]*)'\s*,\s*X'([0-9a-f]*)'\s*,\s*(\d+)/i;
+
+const xaKey = (gtridHex: string, bqualHex: string, formatId: number | string): string => `${gtridHex.toLowerCase()},${bqualHex.toLowerCase()},${formatId}`;
 
 /**
  * Events outside any transaction that still move the binlog position: a file switch and the
@@ -66,6 +90,10 @@ export class BinlogReader {
   private tx: BinlogTransaction | null = null;
   private stopped = false;
   private lastTable: string | null = null;
+  /** The last transaction boundary passed: where the open transaction began. */
+  private lastBoundary: Position | null = null;
+  private txStart: Position | null = null;
+  private readonly prepared = new Map<string, PreparedXa>();
 
   constructor(private readonly opts: BinlogReaderOptions) {
     this.zongji = new ZongJi({ ...connectionOptions(opts.source), ...BINLOG_CONNECTION_OPTIONS });
@@ -130,7 +158,10 @@ export class BinlogReader {
   }
 
   private open(evt: AnyBinlogEvent): BinlogTransaction {
-    this.tx ??= { changes: [], truncates: [], ddl: [], end: { file: '', pos: 0 }, gtid: evt.gtid ?? null, tsMs: evt.timestamp };
+    if (!this.tx) {
+      this.tx = { changes: [], truncates: [], ddl: [], end: { file: '', pos: 0 }, gtid: evt.gtid ?? null, tsMs: evt.timestamp };
+      this.txStart = this.lastBoundary;
+    }
     return this.tx;
   }
 
@@ -140,8 +171,55 @@ export class BinlogReader {
     tx.end = this.here();
     tx.gtid ??= evt.gtid ?? null;
     tx.tsMs = evt.timestamp;
-    if (tx.changes.length === 0 && tx.truncates.length === 0 && tx.ddl.length === 0) this.opts.onPosition?.(tx.end);
+    const restart = this.restartPoint();
+    if (restart) tx.restart = restart;
+    this.lastBoundary = tx.end;
+    if (tx.changes.length === 0 && tx.truncates.length === 0 && tx.ddl.length === 0) this.opts.onPosition?.(tx.end, restart);
     else this.opts.onTransaction(tx);
+  }
+
+  /** The boundary before the oldest XA PREPARE not yet committed or rolled back, if any. */
+  private restartPoint(): Position | undefined {
+    let oldest: Position | undefined;
+    for (const xa of this.prepared.values()) if (!oldest || comparePositions(xa.restart, oldest) < 0) oldest = xa.restart;
+    return oldest;
+  }
+
+  /**
+   * XA PREPARE ends a group whose rows only count once XA COMMIT comes, in a later group (or never, after XA
+   * ROLLBACK); they are held until then. XA COMMIT ... ONE PHASE ends its group as a plain commit does.
+   */
+  private xaPrepare(evt: XaPrepareEvent): void {
+    if (evt.onePhase) {
+      this.commit(evt);
+      return;
+    }
+    const tx = this.open(evt);
+    const key = xaKey(evt.xidGtrid.toString('hex'), evt.xidBqual.toString('hex'), evt.xidFormatId);
+    const start = this.txStart ?? this.lastBoundary;
+    // Without a known start the prepare could not be read again after a restart; the reader began inside its group.
+    if (!start) throw new XaPrepareMissing(`XA PREPARE of ${key} began before where the binlog reader started`);
+    this.prepared.set(key, { changes: tx.changes, truncates: tx.truncates, restart: start });
+    tx.changes = [];
+    tx.truncates = [];
+    this.commit(evt);
+  }
+
+  private xaEnd(evt: QueryEvent, m: RegExpExecArray): void {
+    const key = xaKey(m[2]!, m[3]!, m[4]!);
+    const xa = this.prepared.get(key);
+    this.prepared.delete(key);
+    const tx = this.open(evt);
+    if (m[1]!.toUpperCase() === 'COMMIT') {
+      if (!xa) {
+        throw new XaPrepareMissing(
+          `XA COMMIT of the transaction ${key} comes after where the binlog was read from, but its XA PREPARE (with its rows) lies before it; its rows cannot be read`,
+        );
+      }
+      for (const c of xa.changes) tx.changes.push(c);
+      for (const t of xa.truncates) tx.truncates.push(t);
+    }
+    this.commit(evt);
   }
 
   private handle(evt: AnyBinlogEvent): void {
@@ -160,6 +238,9 @@ export class BinlogReader {
       case 'xid':
         this.commit(evt);
         return;
+      case 'xaprepare':
+        this.xaPrepare(evt as XaPrepareEvent);
+        return;
       case 'tablemap': {
         const map = evt as TableMapEvent;
         this.lastTable = `${map.schemaName}.${map.tableName}`;
@@ -169,7 +250,10 @@ export class BinlogReader {
         this.query(evt as QueryEvent);
         return;
       default:
-        if (this.tx === null && BOUNDARY_EVENTS.includes(evt.getEventName()) && this.zongji.options.filename) this.opts.onPosition?.(this.here());
+        if (this.tx === null && BOUNDARY_EVENTS.includes(evt.getEventName()) && this.zongji.options.filename) {
+          this.lastBoundary = this.here();
+          this.opts.onPosition?.(this.lastBoundary, this.restartPoint());
+        }
         return;
     }
   }
@@ -182,6 +266,11 @@ export class BinlogReader {
     }
     if (/^COMMIT$/i.test(sql)) {
       this.commit(evt);
+      return;
+    }
+    const xa = XA_END.exec(sql);
+    if (xa) {
+      this.xaEnd(evt, xa);
       return;
     }
     if (DDL.test(sql)) {

@@ -168,6 +168,20 @@ export async function withMariadbGtid(conn: Connection, p: Position): Promise<Po
   return gtid === null || gtid === undefined ? p : { ...p, gtid };
 }
 
+/**
+ * The XA transactions prepared on the server and not yet committed or rolled back, as `XA RECOVER` lists them;
+ * null when the account may not ask (MySQL needs XA_RECOVER_ADMIN).
+ */
+export async function preparedXa(conn: Connection): Promise<string[] | null> {
+  try {
+    const [rows] = await conn.query('XA RECOVER');
+    return (rows as { data: Buffer | string }[]).map((r) => Buffer.from(r.data).toString('utf8'));
+  } catch (err) {
+    if (/ACCESS_DENIED/.test((err as { code?: string }).code ?? '')) return null;
+    throw err;
+  }
+}
+
 /** Binlog bytes from `p` to the server's current position: how far a stream at `p` is behind. */
 export async function lagBytes(conn: Connection, flavour: 'mysql' | 'mariadb', p: Position): Promise<number | undefined> {
   const now = await currentPosition(conn, flavour);

@@ -1,10 +1,13 @@
 /** Chunks for a snapshot, initial or while streaming: handed out one at a time, each read exact as of its high watermark. */
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Connection } from 'mysql2/promise';
 import pRetry from 'p-retry';
 import type { ChunkRecord } from '../checkpoint/store.js';
-import { errorOf, isConnectionLoss, isRetriable } from '../errors.js';
+import { errorOf, isConnectionLoss, isRetriable, SourceError } from '../errors.js';
 import type { ChangeEvent } from '../events/event.js';
+import { XaPrepareMissing } from '../source/binlog.js';
 import { ChunkSplitter } from '../source/chunker.js';
-import type { SourceLink } from '../source/server.js';
+import { preparedXa, type SourceLink } from '../source/server.js';
 import { type ChunkRows, readChunk } from '../source/snapshot.js';
 import type { RunParts } from './options.js';
 import type { CapturedTable } from './table-registry.js';
@@ -65,8 +68,14 @@ export async function readChunkEvents(
   const { info, config, registry, observer, log, signal } = parts;
   const codec = await registry.codec(table);
   const ctx = { flavour: info.identity.flavour, gtidMode: info.gtidMode, source: config.source };
-  const readAgain = (err: Error) => isRetriable(err) && !signal?.aborted;
-  const result = await pRetry(async () => readChunk(ctx, await link.get(), codec, chunk, backfillServerId), {
+  // An XA COMMIT in the backfill whose XA PREPARE came before the low watermark: read again, the commit is then behind it.
+  const readAgain = (err: Error) => (isRetriable(err) || err instanceof XaPrepareMissing) && !signal?.aborted;
+  const read = async () => {
+    const conn = await link.get();
+    await waitForPreparedXa(conn, parts);
+    return readChunk(ctx, conn, codec, chunk, backfillServerId);
+  };
+  const result = await pRetry(read, {
     retries: CHUNK_READ_ATTEMPTS - 1,
     minTimeout: 500,
     factor: 2,
@@ -89,6 +98,44 @@ export async function readChunkEvents(
   const events = new Array<ChangeEvent>(rows.length);
   for (let i = 0; i < rows.length; i++) events[i] = { op: 'r', db, table: name, key: keys[i]!, before: null, after: rows[i]!, row: i, source };
   return { events, result };
+}
+
+/** How long a chunk read waits for prepared XA transactions to end before it gives up. */
+const XA_WAIT_MS = 10 * 60_000;
+let warnedNoXaRecover = false;
+
+/**
+ * The rows of an XA transaction are in the binlog at its XA PREPARE, before its commit. One prepared before a
+ * chunk's low watermark and committed after it is in neither the chunk's read nor the binlog read from the
+ * low watermark on (the stream starts at the lowest one), so chunks are read only while none is prepared.
+ */
+async function waitForPreparedXa(conn: Connection, parts: Pick<RunParts, 'log' | 'signal'>): Promise<void> {
+  const started = Date.now();
+  let loggedMs = 0;
+  for (;;) {
+    const xids = await preparedXa(conn);
+    if (xids === null) {
+      if (!warnedNoXaRecover)
+        parts.log(
+          'cannot list prepared XA transactions (XA RECOVER needs XA_RECOVER_ADMIN on MySQL); an XA transaction prepared before a chunk is read and committed after it stops the stream',
+          {},
+        );
+      warnedNoXaRecover = true;
+      return;
+    }
+    if (xids.length === 0 || parts.signal?.aborted) return;
+    if (Date.now() - started > XA_WAIT_MS) {
+      throw new SourceError(
+        `XA transactions ${xids.join(', ')} have stayed prepared for ${XA_WAIT_MS / 60_000} minutes, and tidemark reads no chunk while one is prepared. ` +
+          'End them with XA COMMIT or XA ROLLBACK (XA RECOVER lists them), then start tidemark again.',
+      );
+    }
+    if (Date.now() - loggedMs >= 10_000) {
+      parts.log('waiting for prepared XA transactions to end before reading a chunk', { xids });
+      loggedMs = Date.now();
+    }
+    await sleep(100);
+  }
 }
 
 /** A chunk's rows are committed: progress bars and metrics hear of it. */

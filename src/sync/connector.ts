@@ -53,7 +53,7 @@ export async function runSync(config: Config, opts: SyncOptions = {}): Promise<v
     if (!from) throw new Error('no stream position after planning');
     // With nothing snapshotted in this run, "caught up" means: up to where the server was at start.
     const until = opts.untilCaughtUp ? (snapshotDoneAt ?? (await currentPosition(pool, info.identity.flavour))) : undefined;
-    await runStream(parts, { from, until, sameServer });
+    await runStream(parts, { from, restart: store.streamRestart(), until, sameServer });
   } finally {
     await sink.close();
     store?.close();

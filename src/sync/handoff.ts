@@ -10,14 +10,17 @@ import { currentPosition, withMariadbGtid } from '../source/server.js';
 import type { RunParts } from './options.js';
 
 /**
- * Records where the stream starts once every chunk is done: the lowest high watermark, by its GTID position
- * on MariaDB (so the stream starts right there); with no chunk at all, the current position.
+ * Records where the stream starts once every chunk is done: the lowest low watermark, by its GTID position
+ * on MariaDB (so the stream starts right there); with no chunk at all, the current position. Nothing before a
+ * chunk's high watermark passes the filter for its keys, so the lowest high watermark would do for row changes;
+ * starting at the lowest low watermark also reads a TRUNCATE, and the XA PREPARE of an XA transaction committed
+ * later, that lie between a chunk's watermarks.
  */
 export async function recordStreamStart(parts: Pick<RunParts, 'store' | 'conn' | 'info'>): Promise<void> {
   const { store, conn, info } = parts;
   if (store.streamPosition() !== undefined) return;
-  const hws = store.tables().flatMap((t) => store.chunks(t.name).map((c) => c.hw!));
-  const start = minPosition(hws) ?? (await currentPosition(conn, info.identity.flavour));
+  const lws = store.tables().flatMap((t) => store.chunks(t.name).map((c) => c.lw!));
+  const start = minPosition(lws) ?? (await currentPosition(conn, info.identity.flavour));
   // With its GTID position the stream starts right there; without it, at the file's start to learn it.
   store.setStreamStart(info.identity.flavour === 'mariadb' ? await withMariadbGtid(conn, start) : start);
 }

@@ -45,17 +45,17 @@ export async function planTables(conn: Connection, config: Config, store: Checkp
   if (!snapshotFresh && !streamStarted) store.setStreamStart(await currentPosition(conn, info.identity.flavour));
 }
 
-/** The oldest binlog file a restart needs: the stream's resume point, or the earliest chunk HW. */
+/** The oldest binlog file a restart needs: where the stream resumes reading, or where it will start (the earliest chunk LW). */
 function neededBinlogFile(store: CheckpointStore): string | undefined {
-  const stream = store.streamPosition();
+  const stream = store.streamRestart() ?? store.streamPosition();
   if (stream) return stream.file;
-  const hws = store.tables().flatMap((t) =>
+  const lws = store.tables().flatMap((t) =>
     store
       .chunks(t.name)
-      .map((c) => c.hw)
-      .filter((h): h is Position => h !== null),
+      .map((c) => c.lw)
+      .filter((p): p is Position => p !== null),
   );
-  return minPosition(hws)?.file;
+  return minPosition(lws)?.file;
 }
 
 export async function rowEstimates(conn: Connection, tables: CapturedTable[]): Promise<Map<string, number>> {

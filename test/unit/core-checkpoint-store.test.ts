@@ -164,6 +164,44 @@ describe('commit protocol', () => {
     expect(store.chunks('db.t')[0]!.status).toBe('pending');
   });
 
+  it('keeps the restart point of a commit until a later commit of the stream has none', () => {
+    const store = openStore();
+    store.setStreamStart(pos(100));
+    store.finishCommit(store.beginCommit({ stream: pos(300), restart: pos(150) }, '1'));
+    expect(store.streamPosition()).toEqual(pos(300));
+    expect(store.streamRestart()).toEqual(pos(150));
+    // A snapshot chunk commit does not move the stream, so the restart point stays.
+    store.finishCommit(store.beginCommit({}, '2'));
+    expect(store.streamRestart()).toEqual(pos(150));
+    store.finishCommit(store.beginCommit({ stream: pos(400), restart: null }, '3'));
+    expect(store.streamRestart()).toBeUndefined();
+    store.finishCommit(store.beginCommit({ stream: pos(500), restart: pos(450) }, '4'));
+    store.forgetProgress();
+    expect(store.streamRestart()).toBeUndefined();
+  });
+
+  it('brings the high watermarks of a truncated table down to the truncate, leaving earlier ones and other tables alone', () => {
+    const store = openStore();
+    withTable(store);
+    store.addTable('db.u', 'snapshotting', ['id'], 1);
+    store.addChunk('db.u', 0, null, null);
+    store.finishCommit(
+      store.beginCommit(
+        {
+          chunksDone: [
+            { table: 'db.t', idx: 0, lw: pos(100), hw: pos(200), rows: 1 },
+            { table: 'db.t', idx: 1, lw: pos(500), hw: pos(600), rows: 1 },
+            { table: 'db.u', idx: 0, lw: pos(500), hw: pos(600), rows: 1 },
+          ],
+        },
+        '1',
+      ),
+    );
+    store.finishCommit(store.beginCommit({ stream: pos(400), truncates: [{ table: 'db.t', at: pos(400) }] }, '2'));
+    expect(store.chunks('db.t').map((c) => c.hw)).toEqual([pos(200), pos(400)]);
+    expect(store.chunks('db.u').map((c) => c.hw)).toEqual([pos(600)]);
+  });
+
   it('beginCommit while one is pending throws', () => {
     const store = openStore();
     store.beginCommit({}, '1');

@@ -62,7 +62,7 @@ describe('Batcher', () => {
     await b.flushIfDue(false);
     expect(commits).toHaveLength(1);
     expect(commits[0]!.events).toHaveLength(3);
-    expect(commits[0]!.update).toEqual({ stream: at(20), sourceTsMs: 222 });
+    expect(commits[0]!.update).toEqual({ stream: at(20), restart: null, sourceTsMs: 222 });
     commits[0]!.finish();
     await b.flush();
     expect(summaries).toEqual([
@@ -77,6 +77,36 @@ describe('Batcher', () => {
       },
     ]);
     expect(b.committedSinceStart).toBe(true);
+  });
+
+  it("records the restart point of the batch's last transaction: where an open XA transaction must be read again from", async () => {
+    const { committer, commits } = fakeCommitter();
+    const b = new Batcher(committer, limits, { countOps: false, committed: () => {}, failed: () => {} });
+    b.addTransaction([event('c')], at(10), 1);
+    b.addPosition(at(20), at(5));
+    const first = b.flush();
+    await new Promise((r) => setTimeout(r, 0));
+    expect(commits[0]!.update).toMatchObject({ stream: at(20), restart: at(5) });
+    commits[0]!.finish();
+    await first;
+    b.addTransaction([event('c')], at(30), 2);
+    const second = b.flush();
+    await new Promise((r) => setTimeout(r, 0));
+    expect(commits[1]!.update).toMatchObject({ stream: at(30), restart: null });
+    commits[1]!.finish();
+    await second;
+  });
+
+  it('carries the tables a transaction truncated, at its end, into the commit', async () => {
+    const { committer, commits } = fakeCommitter();
+    const b = new Batcher(committer, limits, { countOps: false, committed: () => {}, failed: () => {} });
+    b.addTransaction([event('t')], at(10), 1, undefined, ['d.t']);
+    b.addTransaction([event('c')], at(20), 2);
+    const flushed = b.flush();
+    await new Promise((r) => setTimeout(r, 0));
+    expect(commits[0]!.update.truncates).toEqual([{ table: 'd.t', at: at(10) }]);
+    commits[0]!.finish();
+    await flushed;
   });
 
   it('never splits a transaction larger than maxRecords', async () => {
@@ -109,7 +139,7 @@ describe('Batcher', () => {
     b.addChunk([event('r', true)], done, at(30));
     const flushed = b.flush();
     await new Promise((r) => setTimeout(r, 0));
-    expect(commits[0]!.update).toEqual({ stream: at(30), chunksDone: [done] });
+    expect(commits[0]!.update).toEqual({ stream: at(30), restart: null, chunksDone: [done] });
     commits[0]!.finish();
     await flushed;
   });

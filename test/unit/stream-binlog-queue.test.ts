@@ -19,9 +19,9 @@ describe('BinlogQueue back-pressure', () => {
 
   it('is full above the item limit, counting positions too', () => {
     const q = new BinlogQueue();
-    for (let i = 0; i < BACKLOG_FULL.items; i++) q.push({ file: 'f.000001', pos: i });
+    for (let i = 0; i < BACKLOG_FULL.items; i++) q.push({ end: { file: 'f.000001', pos: i } });
     expect(q.full).toBe(false);
-    q.push({ file: 'f.000001', pos: 1 });
+    q.push({ end: { file: 'f.000001', pos: 1 } });
     expect(q.full).toBe(true);
   });
 
@@ -51,7 +51,7 @@ describe('BinlogQueue back-pressure', () => {
   it('hands items out in the order they arrived', () => {
     const q = new BinlogQueue();
     const a = tx(1);
-    const p = { file: 'f.000001', pos: 9 };
+    const p = { end: { file: 'f.000001', pos: 9 } };
     q.push(a);
     q.push(p);
     expect(q.shift()).toBe(a);

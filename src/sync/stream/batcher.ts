@@ -49,10 +49,12 @@ export function commitDue(
 export class Batcher {
   private events: ChangeEvent[] = [];
   private end: Position | null = null;
+  private restart: Position | undefined;
   private sourceTsMs: number | undefined;
   private startedMs = 0;
   private lastCommitMs = 0;
   private chunksDone: ChunkDone[] = [];
+  private truncates: { table: string; at: Position }[] = [];
   private committing: Promise<void> = Promise.resolve();
   failure: Error | null = null;
   /** Whether any commit of this run has finished. */
@@ -64,17 +66,23 @@ export class Batcher {
     private readonly hooks: { countOps: boolean; committed(summary: CommitSummary): Promise<void> | void; failed(): void },
   ) {}
 
-  /** A whole transaction's events (possibly none left after filtering), ending at `end`. */
-  addTransaction(events: ChangeEvent[], end: Position, sourceTsMs: number): void {
+  /**
+   * A whole transaction's events (possibly none left after filtering), ending at `end`; `restart` as in
+   * BinlogTransaction; `truncated` names the tables it truncated.
+   */
+  addTransaction(events: ChangeEvent[], end: Position, sourceTsMs: number, restart?: Position, truncated: string[] = []): void {
     this.addEvents(events);
+    for (const table of truncated) this.truncates.push({ table, at: end });
     this.end = end;
+    this.restart = restart;
     this.sourceTsMs = sourceTsMs;
     this.startClockIfEmpty();
   }
 
   /** A transaction boundary reached with nothing captured. */
-  addPosition(p: Position): void {
+  addPosition(p: Position, restart?: Position): void {
     this.end = p;
+    this.restart = restart;
     this.startClockIfEmpty();
   }
 
@@ -115,13 +123,21 @@ export class Batcher {
     const end = this.end;
     const sourceTsMs = this.sourceTsMs;
     const chunksDone = this.chunksDone;
+    const truncates = this.truncates;
+    this.truncates = [];
     this.events = [];
     this.end = null;
     this.chunksDone = [];
     this.sourceTsMs = undefined;
     this.startedMs = 0;
     this.lastCommitMs = Date.now();
-    const update = { stream: end, ...(sourceTsMs === undefined ? {} : { sourceTsMs }), ...(chunksDone.length > 0 ? { chunksDone } : {}) };
+    const update = {
+      stream: end,
+      restart: this.restart ?? null,
+      ...(sourceTsMs === undefined ? {} : { sourceTsMs }),
+      ...(chunksDone.length > 0 ? { chunksDone } : {}),
+      ...(truncates.length > 0 ? { truncates } : {}),
+    };
     // Counted now, so the events can be collected while the sink writes them.
     const byOp = new Map<string, number>();
     if (this.hooks.countOps) for (const e of events) if (!e.source.snapshot) byOp.set(e.op, (byOp.get(e.op) ?? 0) + 1);

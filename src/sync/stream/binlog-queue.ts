@@ -1,8 +1,14 @@
 import type { BinlogTransaction } from '../../source/binlog.js';
 import type { Position } from '../../source/position.js';
 
+/** A transaction boundary reached with nothing captured; `restart` as in BinlogTransaction. */
+export interface PositionReached {
+  end: Position;
+  restart?: Position | undefined;
+}
+
 /** What the binlog reader hands over: a whole transaction, or a boundary reached with nothing captured. */
-export type BinlogItem = BinlogTransaction | Position;
+export type BinlogItem = BinlogTransaction | PositionReached;
 
 /** Reading stops above these; a source transaction can hold any number of row changes, so they are counted, not only items. */
 export const BACKLOG_FULL = { changes: 20_000, items: 10_000 };

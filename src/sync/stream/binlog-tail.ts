@@ -24,13 +24,20 @@ export class BinlogTail {
   private wake: (() => void) | null = null;
   /** The end of the last item handed out: a reconnect resumes right after it. */
   lastReceived: Position = { file: '', pos: 0 };
+  /** Where a reconnect starts reading to have lastReceived's open XA transactions again; undefined: at lastReceived. */
+  private restart: Position | undefined;
 
   constructor(private readonly parts: Pick<RunParts, 'config' | 'info' | 'registry' | 'log' | 'observer' | 'signal'>) {}
 
-  /** `sameServer` false: the checkpoint's file/pos belong to another server, only its GTIDs count. */
-  async start(from: Position, sameServer: boolean): Promise<void> {
+  /**
+   * Hands out what comes after `from`, reading from `restart` when the checkpoint has one (XA transactions
+   * prepared before `from` and not yet committed). `sameServer` false: the checkpoint's file/pos belong to
+   * another server, only its GTIDs count.
+   */
+  async start(from: Position, restart: Position | undefined, sameServer: boolean): Promise<void> {
     this.lastReceived = sameServer ? from : { file: 'any.000000', pos: 0 };
-    await this.connect(from);
+    this.restart = restart;
+    await this.connect(restart ?? from);
   }
 
   /**
@@ -48,10 +55,10 @@ export class BinlogTail {
       if (item === undefined) return undefined;
       if (this.failure) this.queuedBeforeFailure--;
       if (this.queue.low) this.reader?.resume();
-      const end = 'end' in item ? item.end : item;
-      // Starting at a file's beginning (to learn its GTIDs) or reconnecting replays what was already had.
-      if (comparePositions(end, this.lastReceived) <= 0) continue;
-      this.lastReceived = end;
+      // Starting at a file's beginning (to learn its GTIDs), at an XA restart point, or reconnecting replays what was already had.
+      if (comparePositions(item.end, this.lastReceived) <= 0) continue;
+      this.lastReceived = item.end;
+      this.restart = item.restart;
       return item;
     }
   }
@@ -104,7 +111,7 @@ export class BinlogTail {
       start: this.startAt(from),
       tables: this.parts.registry.tables.map((t) => ({ db: t.schema.db, table: t.schema.table })),
       onTransaction: (tx) => this.push(tx),
-      onPosition: (p) => this.push(p),
+      onPosition: (end, restart) => this.push({ end, restart }),
       onError: (err) => {
         if (this.failure) return;
         this.failure = err;
@@ -145,7 +152,7 @@ export class BinlogTail {
     const lostAt = Date.now();
     const tryAgain = (e: Error) => isRetriable(e) && !signal?.aborted;
     try {
-      await pRetry(() => this.connect(this.lastReceived), {
+      await pRetry(() => this.connect(this.restart ?? this.lastReceived), {
         forever: true,
         ...RECONNECT_BACKOFF,
         shouldRetry: tryAgain,

@@ -18,6 +18,8 @@ const LAG_PROBE_MS = 5000;
 
 export interface StreamPlan {
   from: Position;
+  /** Where reading starts when before `from`: XA transactions prepared before it are still open (CheckpointStore.streamRestart). */
+  restart: Position | undefined;
   /** Stop once the committed position reaches this (`--until-caught-up`); undefined: run until stopped. */
   until: Position | undefined;
   /** false: the checkpoint's file/pos belong to another server, only its GTIDs count. */
@@ -52,7 +54,7 @@ class Streamer {
   async run(plan: StreamPlan): Promise<void> {
     const { store, signal, log, observer, config } = this.parts;
     this.live.resumeFromCheckpoint();
-    await this.tail.start(plan.from, plan.sameServer);
+    await this.tail.start(plan.from, plan.restart, plan.sameServer);
     log('streaming', { from: formatPosition(plan.from) });
     observer?.streaming?.();
     const onAbort = () => this.tail.interrupt();
@@ -73,8 +75,8 @@ class Streamer {
           await this.tail.wait(config.commit.maxDelayMs);
           continue;
         }
-        if ('end' in item) await this.addTransaction(item);
-        else this.batcher.addPosition(item);
+        if ('changes' in item) await this.addTransaction(item);
+        else this.batcher.addPosition(item.end, item.restart);
         this.live.releaseIfReached(this.tail.lastReceived);
         await this.batcher.flushIfDue(false);
       }
@@ -96,9 +98,11 @@ class Streamer {
     const changes = await resolveChanges(tx, this.parts.registry, this.filter);
     this.live.absorb(tx, changes);
     const events = transactionEvents(tx, changes, this.filter, this.parts.info.serverId);
-    for (const t of tx.truncates) this.filter.truncated(`${t.db}.${t.table}`);
+    // The hand-off of a truncated table is over, in this run and (through the commit) after a restart.
+    const truncated = tx.truncates.map((t) => `${t.db}.${t.table}`);
+    for (const name of truncated) this.filter.truncated(name);
     if (tx.ddl.length > 0) await this.refreshSchemas(tx);
-    this.batcher.addTransaction(events, tx.end, tx.tsMs);
+    this.batcher.addTransaction(events, tx.end, tx.tsMs, tx.restart, truncated);
   }
 
   /** DDL on a captured table: later row images follow the new column list. */
