@@ -122,6 +122,7 @@ async function demo(dir: string, seconds: number | undefined): Promise<void> {
         serverId: 6400,
         tables: [`${DB}.*`],
         connectTimeoutMs: 10_000,
+        allowWithoutGtid: false,
       },
       snapshot: { mode: 'initial', chunkSize: 2000, parallelism: 2, chunkKey: {} },
       checkpoint: { path: join(dir, 'checkpoint.sqlite') },

@@ -173,6 +173,7 @@ const sourceSchema = strict({
   serverId: int(1, MAX_SERVER_ID).optional(),
   tables: z.array(tableName(true)).min(1),
   connectTimeoutMs: int(1, 3_600_000).default(10_000),
+  allowWithoutGtid: bool.default(false),
 }).superRefine(
   (source, ctx) => {
     const given = ENDPOINT_KEYS.filter((k) => k in source);
@@ -287,6 +288,8 @@ export interface SourceConfig {
   serverId: number;
   tables: string[];
   connectTimeoutMs: number;
+  /** Run against a MySQL server with gtid_mode OFF, accepting the low watermark race (README Limits). */
+  allowWithoutGtid: boolean;
 }
 
 export interface SnapshotConfig {
@@ -369,7 +372,7 @@ export const configSchema = strict({
     { when: validAt(['source', 'serverId'], ['snapshot', 'parallelism']) },
   )
   .transform((config): Omit<Config, 'configPath'> => {
-    const { url, host, port, user, password, serverId, tables, connectTimeoutMs } = config.source;
+    const { url, host, port, user, password, serverId, tables, connectTimeoutMs, allowWithoutGtid } = config.source;
     const endpoint = url ?? { host, port, user, password };
     return {
       name: config.name,
@@ -382,6 +385,7 @@ export const configSchema = strict({
         serverId: serverId ?? derivedServerId(config.name),
         tables,
         connectTimeoutMs,
+        allowWithoutGtid,
       },
       snapshot: config.snapshot,
       checkpoint: { path: config.checkpoint.path ?? `./data/${config.name}.sqlite` },

@@ -24,6 +24,7 @@ export async function runSync(config: Config, opts: SyncOptions = {}): Promise<v
   try {
     // Everything that can refuse the source runs before the checkpoint or the sink is touched.
     const info = await inspectServer(conn);
+    refuseWithoutGtids(config, info);
     const registry = new TableRegistry(pool, await TableRegistry.load(conn, config));
     store = CheckpointStore.open(config.checkpoint.path);
     const sameServer = await checkIdentity(conn, store, info, log);
@@ -60,6 +61,20 @@ export async function runSync(config: Config, opts: SyncOptions = {}): Promise<v
     await conn.end().catch(() => {});
     await pool.end().catch(() => {});
   }
+}
+
+/**
+ * MySQL writes a transaction to the binlog before the storage engine commits it. With GTIDs, a chunk read knows
+ * which transactions were still committing at its low watermark (gtid_owned) and reads them from the binlog;
+ * without, it cannot, and such a transaction can be missing from both the chunk and the stream.
+ */
+function refuseWithoutGtids(config: Config, info: ServerInfo): void {
+  if (info.gtidMode || config.source.allowWithoutGtid) return;
+  throw new SourceError(
+    'the source runs with gtid_mode OFF: a transaction committing while a chunk is read could then be missed by both the chunk and the stream. ' +
+      "Turn GTIDs on (SET PERSIST enforce_gtid_consistency = ON; SET PERSIST gtid_mode = OFF_PERMISSIVE; SET PERSIST gtid_mode = ON_PERMISSIVE; then, once SHOW STATUS LIKE 'Ongoing_anonymous_transaction_count' shows 0, SET PERSIST gtid_mode = ON), " +
+      'or set source.allowWithoutGtid: true to run anyway and accept that risk.',
+  );
 }
 
 /**

@@ -62,11 +62,13 @@ export function settingChecks(s: Source): CheckResult[] {
   } else if (v.gtid_mode === 'ON') {
     out.push(pass('gtid_mode', 'ON: the stream resumes by GTID set, which also survives a failover to another server'));
   } else {
+    // sync refuses such a server unless the config accepts the race; check says what sync will do.
     out.push(
-      warn(
+      (s.config.source.allowWithoutGtid ? warn : fail)(
         'gtid_mode',
         `${v.gtid_mode ?? 'not set'}: the stream resumes by binlog file/position only, which is meaningless on any other server (no failover), ` +
-          'and a chunk read while a transaction is being committed can miss that transaction (the low watermark race; see README Limits)',
+          'and a chunk read while a transaction is being committed can miss that transaction (the low watermark race; see README Limits)' +
+          (s.config.source.allowWithoutGtid ? '; accepted by source.allowWithoutGtid' : '; sync refuses to run unless source.allowWithoutGtid: true'),
         'SET PERSIST enforce_gtid_consistency = ON; SET PERSIST gtid_mode = OFF_PERMISSIVE; SET PERSIST gtid_mode = ON_PERMISSIVE; ' +
           "then, once SHOW STATUS LIKE 'Ongoing_anonymous_transaction_count' shows 0, SET PERSIST gtid_mode = ON;",
       ),
