@@ -2,6 +2,7 @@ import type { AnyBinlogEvent, DeleteRowsEvent, QueryEvent, TableMapEvent, Update
 import ZongJi from '@vlasky/zongji';
 import { errorOf, isConnectionLoss, SourceError } from '../errors.js';
 import { BINLOG_CONNECTION_OPTIONS } from '../events/values.js';
+import { keepRawBytes } from './binlog-columns.js';
 import { comparePositions, type Position } from './position.js';
 import { connectionOptions, type SourceSettings } from './server.js';
 
@@ -97,6 +98,7 @@ export class BinlogReader {
 
   constructor(private readonly opts: BinlogReaderOptions) {
     this.zongji = new ZongJi({ ...connectionOptions(opts.source), ...BINLOG_CONNECTION_OPTIONS });
+    keepRawBytes(this.zongji);
   }
 
   start(): Promise<void> {

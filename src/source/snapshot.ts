@@ -1,7 +1,7 @@
 import type { Connection as CoreConnection } from 'mysql2';
 import type { Connection } from 'mysql2/promise';
 import type { ChunkRecord, KeyTuple } from '../checkpoint/store.js';
-import { encodeValue, makeRowWriter, type RowOrigin, type RowWriter } from '../events/values.js';
+import { encodeValue, makeRowWriter, type RowOrigin, type RowWriter, snapshotSelectList } from '../events/values.js';
 import { BinlogReader, type BinlogTransaction } from './binlog.js';
 import { chunkWhere } from './chunker.js';
 import type { KeyOrder } from './key-order.js';
@@ -14,6 +14,8 @@ export interface SnapshotTable {
   schema: TableSchema;
   keyColumns: ColumnInfo[];
   order: KeyOrder;
+  /** What the chunk SELECT reads: the rows the snapshot writers expect. */
+  selectList: string;
   snapshotRow: RowWriter;
   snapshotKey: RowWriter;
   binlogRow: RowWriter;
@@ -25,6 +27,7 @@ export function snapshotTable(schema: TableSchema, keyColumns: ColumnInfo[], ord
     schema,
     keyColumns,
     order,
+    selectList: snapshotSelectList(schema.columns),
     snapshotRow: makeRowWriter(schema.columns, 'snapshot'),
     snapshotKey: makeRowWriter(keyColumns, 'snapshot'),
     binlogRow: makeRowWriter(schema.columns, 'binlog'),
@@ -110,7 +113,7 @@ export async function readChunk(
 ): Promise<ChunkRows> {
   const where = chunkWhere(table.keyColumns, chunk.lo, chunk.hi);
   const cols = table.keyColumns.map((c) => quoteId(c.name)).join(', ');
-  const select = `SELECT * FROM ${quoteId(table.schema.db)}.${quoteId(table.schema.table)} WHERE ${where.text} ORDER BY ${cols}`;
+  const select = `SELECT ${table.selectList} FROM ${quoteId(table.schema.db)}.${quoteId(table.schema.table)} WHERE ${where.text} ORDER BY ${cols}`;
 
   if (ctx.flavour === 'mariadb') {
     // The snapshot is consistent only at REPEATABLE READ; a server whose default is READ COMMITTED would give
