@@ -96,6 +96,7 @@ const sinkConfig = (prefix, exactlyOnce) => ({
   tombstones: true,
   acks: -1,
   compression: 'none',
+  maxRecordBytes: 1_000_000,
   topic: { partitions: PARTITIONS, replicationFactor: 1 },
 });
 

@@ -5,6 +5,9 @@
  * an error that will happen again on the same bytes must stop the run, not loop (ARCHITECTURE §5, dead letters).
  */
 
+/** What a row tidemark cannot encode, or a record a sink refuses, does (config `errors.mode`). */
+export type ErrorMode = 'fail' | 'dead-letter';
+
 /** Exit codes of the CLI: a supervisor restarts on 1 (runtime), not on 2 (the config or the command line is wrong). */
 export const EXIT = { ok: 0, runtime: 1, config: 2 } as const;
 

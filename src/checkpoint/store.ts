@@ -52,6 +52,8 @@ export interface CheckpointUpdate {
    * down to it, and a restart's hand-off filter lets every later change pass, as the running stream does.
    */
   truncates?: { table: string; at: Position }[];
+  /** Dead letters this commit writes, per `db.table`. */
+  deadLetters?: Record<string, number>;
   /** Commit time (source clock) of the last source transaction in this commit: how far behind the stream is. */
   sourceTsMs?: number;
 }
@@ -268,6 +270,11 @@ export class CheckpointStore {
           this.setMeta('restart', update.restart ? JSON.stringify(update.restart) : null);
         }
         if (update.sourceTsMs !== undefined) this.setMeta('last_source_ts_ms', String(update.sourceTsMs));
+        if (update.deadLetters) {
+          const counts = this.deadLetters();
+          for (const [table, n] of Object.entries(update.deadLetters)) counts[table] = (counts[table] ?? 0) + n;
+          this.setMeta('dead_letters', JSON.stringify(counts));
+        }
         this.setMeta('sink_state', pending.sinkState);
         this.setMeta('last_seq', String(seq));
         this.setMeta('last_commit_ms', String(Date.now()));
@@ -279,6 +286,11 @@ export class CheckpointStore {
   /** The sink never received the pending commit: forget it, its output will be produced again. */
   discardPending(seq: number): void {
     this.sql('DELETE FROM commits WHERE seq = ?').run(seq);
+  }
+
+  /** Dead letters committed so far, per `db.table`. */
+  deadLetters(): Record<string, number> {
+    return parse<Record<string, number>>(this.meta('dead_letters') ?? null) ?? {};
   }
 
   lastCommitMs(): number | undefined {

@@ -129,6 +129,7 @@ async function demo(dir: string, seconds: number | undefined): Promise<void> {
       sink: { type: 'jsonl', path: join(dir, 'out.jsonl'), tombstones: true },
       commit: { maxRecords: 10_000, maxDelayMs: 500 },
       metrics: { host: '127.0.0.1' },
+      errors: { mode: 'fail' },
     };
     const writerConn = await mysql.createConnection({ uri: servers.mysqlUrl! });
     const stopWriter = startShopWriter(writerConn);

@@ -54,6 +54,8 @@ export interface StatusReport {
     /** Why a value is null, or what it is relative to. */
     note: string | null;
   };
+  /** Records committed to the dead letters (errors.mode: dead-letter), in all and per `db.table`. */
+  deadLetters: { total: number; byTable: Record<string, number> };
 }
 
 interface CheckpointView {
@@ -63,6 +65,7 @@ interface CheckpointView {
   lastCommitMs: number | undefined;
   lastSourceTsMs: number | undefined;
   seq: number;
+  deadLetters: Record<string, number>;
 }
 
 interface ServerView {
@@ -130,6 +133,7 @@ function readCheckpoint(path: string): CheckpointView {
       lastCommitMs: store.lastCommitMs(),
       lastSourceTsMs: store.lastSourceTsMs(),
       seq: store.lastCommittedSeq(),
+      deadLetters: store.deadLetters(),
     }));
   } finally {
     store.close();
@@ -191,6 +195,7 @@ function buildReport(config: Config, cp: CheckpointView, server: ServerView, now
           },
     server: { identity: server.identity, position: server.position, error: server.error },
     lag,
+    deadLetters: { total: Object.values(cp.deadLetters).reduce((n, c) => n + c, 0), byTable: cp.deadLetters },
   };
 }
 
@@ -229,6 +234,10 @@ function formatReport(r: StatusReport): string {
   row('behind', behind.length > 0 ? behind.join('; ') : 'unknown');
   if (r.lag.note && (r.lag.bytes === null || r.lag.seconds === null)) row('', r.lag.note);
   row('last commit', r.lastCommit ? `${r.lastCommit.at} (${formatDuration(r.lastCommit.ageSeconds)} ago)` : 'none yet');
+  if (r.deadLetters.total > 0) {
+    const tables = Object.entries(r.deadLetters.byTable).map(([t, n]) => `${t} ${n}`);
+    row('dead letters', `${r.deadLetters.total} (${tables.join(', ')})`);
+  }
   return `${lines.join('\n')}\n`;
 }
 

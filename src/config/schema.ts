@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
+import type { ErrorMode } from '../errors.js';
 
 export const SNAPSHOT_MODES = ['initial', 'never', 'initial_only', 'when_needed'] as const;
 export type SnapshotMode = (typeof SNAPSHOT_MODES)[number];
@@ -233,6 +234,8 @@ const kafkaSinkSchema = strict({
   acks: z.preprocess((v) => (typeof v === 'string' && /^-?\d+$/.test(v) ? Number(v) : v), z.literal([-1, 0, 1])).default(-1),
   // kafkajs has only gzip built in; snappy, lz4 and zstd need codecs registered from outside it.
   compression: z.enum(['none', 'gzip']).default('none'),
+  // Just under the broker's default message.max.bytes (1048588) less the record batch overhead.
+  maxRecordBytes: int(1024, 2_000_000_000).default(1_000_000),
   topic: strict({
     partitions: int(1, 100_000).default(1),
     replicationFactor: int(1, 1000).default(1),
@@ -317,6 +320,8 @@ export interface Config {
   commit: CommitConfig;
   /** The Prometheus endpoint; off unless a port is set. */
   metrics: { port?: number; host: string };
+  /** What a row tidemark cannot encode, or a record a sink refuses, does: stop the run, or go to the dead letters. */
+  errors: { mode: ErrorMode };
 }
 
 /**
@@ -345,6 +350,7 @@ export const configSchema = strict({
   }).prefault({}),
   // Loopback by default: metrics say which tables are captured, which is not for every network.
   metrics: strict({ port: int(1, 65_535).optional(), host: nonEmpty.default('127.0.0.1') }).prefault({}),
+  errors: strict({ mode: z.enum(['fail', 'dead-letter']).default('fail') }).prefault({}),
 })
   .superRefine(
     (config, ctx) => {
@@ -392,5 +398,6 @@ export const configSchema = strict({
       sink: config.sink,
       commit: config.commit,
       metrics: config.metrics.port === undefined ? { host: config.metrics.host } : { port: config.metrics.port, host: config.metrics.host },
+      errors: config.errors,
     };
   });

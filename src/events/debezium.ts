@@ -1,4 +1,5 @@
-import type { ChangeEvent, EventSource, OutputRecord } from './event.js';
+import { deadLetterJson } from './dead-letter.js';
+import type { ChangeEvent, DeadLetter, EventSource, OutputRecord, RowEvent } from './event.js';
 
 const VERSION = '0.1.0';
 
@@ -45,7 +46,7 @@ export class DebeziumEncoder {
   }
 
   /** Consecutive events nearly always share a table, so the last pieces are tried before the map. */
-  private piecesFor(e: ChangeEvent): TablePieces {
+  private piecesFor(e: RowEvent): TablePieces {
     const last = this.last;
     if (last && last.db === e.db && last.table === e.table) return last;
     const id = `${e.db}\u0000${e.table}`;
@@ -60,6 +61,10 @@ export class DebeziumEncoder {
 
   /** `nowMs` is the envelope's `ts_ms`, the time tidemark processed the batch. */
   encode(e: ChangeEvent, out: OutputRecord[], nowMs: number): void {
+    if (e.op === 'dead') {
+      out.push(this.deadLetter(e, nowMs));
+      return;
+    }
     const p = this.piecesFor(e);
     const s = e.source;
     if (s !== this.lastSource || p !== this.lastSourceTable) {
@@ -72,5 +77,27 @@ export class DebeziumEncoder {
     const value = `{"before":${e.before ?? 'null'},"after":${e.after ?? 'null'}${this.sourceText}${e.row}},"op":"${e.op}","ts_ms":${nowMs}}`;
     out.push({ topic: p.topic, key: e.key, value });
     if (e.op === 'd' && this.opts.tombstones) out.push({ topic: p.topic, key: e.key, value: null });
+  }
+
+  /** Dead letters are rare: built as an object, keyed by the row's key (or its table when the key is unknown). */
+  private deadLetter(e: DeadLetter, nowMs: number): OutputRecord {
+    const s = e.source;
+    const value = deadLetterJson({
+      connector: this.opts.name,
+      db: e.db,
+      table: e.table,
+      key: e.key,
+      position: { file: s.file, pos: s.pos, gtid: s.gtid, row: e.row, snapshot: s.snapshot },
+      reason: e.reason,
+      error: e.error,
+      row: e.raw,
+      tsMs: nowMs,
+    });
+    return { topic: this.deadLetterTopic, key: e.key ?? json({ db: e.db, table: e.table }), value, dead: true };
+  }
+
+  /** Where dead letters go: `<name>.tidemark.dead`. */
+  get deadLetterTopic(): string {
+    return `${this.opts.name}.tidemark.dead`;
   }
 }

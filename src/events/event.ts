@@ -3,7 +3,9 @@
  * sink writes JSON, and writing it straight from the reader's row (RowWriter) is what keeps the
  * snapshot fast.
  */
-export interface ChangeEvent {
+export type ChangeEvent = RowEvent | DeadLetter;
+
+export interface RowEvent {
   op: 'c' | 'u' | 'd' | 'r' | 't';
   db: string;
   table: string;
@@ -14,6 +16,26 @@ export interface ChangeEvent {
   /** Index of the row within its source transaction (or within its snapshot chunk). */
   row: number;
   /** Shared by every event of one transaction or chunk. */
+  source: EventSource;
+}
+
+export type DeadLetterReason = 'decode' | 'too-large';
+
+/**
+ * A row tidemark could not encode, or a record a sink refuses for itself alone, written to the dead-letter
+ * output in the same sink commit as the changes around it (errors.mode: dead-letter; ARCHITECTURE §5).
+ */
+export interface DeadLetter {
+  op: 'dead';
+  db: string;
+  table: string;
+  /** The key as JSON, when it could be encoded. */
+  key: string | null;
+  reason: DeadLetterReason;
+  error: string;
+  /** The row as read (binary values as base64), as JSON, when there is one. */
+  raw: string | null;
+  row: number;
   source: EventSource;
 }
 
@@ -36,4 +58,6 @@ export interface OutputRecord {
   topic: string;
   key: string;
   value: string | null;
+  /** A dead letter: sinks write it to their dead-letter output. */
+  dead?: true;
 }

@@ -1,4 +1,5 @@
 import type { ConnectionOptions } from 'mysql2';
+import { poisoned } from '../faults.js';
 import type { ColumnInfo } from '../source/schema.js';
 import { decoderFor } from './charsets.js';
 import { renderMysqlJson } from './mysql-json.js';
@@ -111,7 +112,10 @@ export function makeRowWriter(columns: ColumnInfo[], origin: RowOrigin): RowWrit
     converters,
     writeWithNegativeZeros,
   ) as RowWriter;
-  return columns.every(isSmallInteger) ? integerWriter(columns, viaObject) : viaObject;
+  return poisoned(
+    columns.map((c) => c.name),
+    columns.every(isSmallInteger) ? integerWriter(columns, viaObject) : viaObject,
+  );
 }
 
 const FLOATING = new Set(['float', 'double']);

@@ -40,6 +40,12 @@ export class Metrics implements SyncObserver {
     help: 'Binlog bytes between the last commit and the server position',
     registers: [this.registry],
   });
+  private readonly deadLetters = new Counter({
+    name: 'tidemark_dead_letters_total',
+    help: 'Records written to the dead letters (errors.mode: dead-letter)',
+    labelNames: ['table', 'reason'],
+    registers: [this.registry],
+  });
   private readonly reconnects = new Counter({ name: 'tidemark_reconnects_total', help: 'Binlog reconnects', registers: [this.registry] });
   private readonly errors = new Counter({ name: 'tidemark_errors_total', help: 'Errors that stopped or interrupted sync', registers: [this.registry] });
 
@@ -90,6 +96,10 @@ export class Metrics implements SyncObserver {
     this.lastCommitMs = Date.now();
     if (sourceTsMs !== undefined) this.lastSourceTsMs = sourceTsMs;
     if (bytesBehind !== undefined) this.lagBytes.set(bytesBehind);
+  }
+
+  deadLettered(table: string, reason: string): void {
+    this.deadLetters.inc({ table, reason });
   }
 
   reconnected(): void {

@@ -7,6 +7,7 @@ export interface SyncObserver {
   streamed?(op: string, count: number): void;
   committed?(sourceTsMs: number | undefined, bytesBehind?: number): void;
   reconnected?(): void;
+  deadLettered?(table: string, reason: string): void;
   failed?(err: Error): void;
 }
 
@@ -25,6 +26,7 @@ export function fanOut(observers: SyncObserver[]): Required<SyncObserver> {
     streamed: call('streamed'),
     committed: call('committed'),
     reconnected: call('reconnected'),
+    deadLettered: call('deadLettered'),
     failed: call('failed'),
   };
 }

@@ -15,6 +15,6 @@ export function createSink(config: Config): Sink {
     case 'discard':
       return new NullSink();
     case 'kafka':
-      return new KafkaSink(config.name, config.sink);
+      return new KafkaSink(config.name, config.sink, config.errors.mode);
   }
 }

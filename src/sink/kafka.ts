@@ -16,11 +16,12 @@ import {
 import pRetry from 'p-retry';
 import type { Logger } from 'pino';
 import type { SinkConfig } from '../config/schema.js';
-import { SinkError } from '../errors.js';
+import { type ErrorMode, SinkError } from '../errors.js';
+import { deadLetterJson } from '../events/dead-letter.js';
 import type { OutputRecord } from '../events/event.js';
 import { createLogger } from '../ops/logger.js';
 import { withTimeout } from '../timeout.js';
-import type { PreparedBatch, Sink } from './sink.js';
+import type { DeadLetterCount, PreparedBatch, Sink } from './sink.js';
 
 export type KafkaSinkConfig = Extract<SinkConfig, { type: 'kafka' }>;
 
@@ -150,6 +151,7 @@ export class KafkaSink implements Sink {
   constructor(
     private readonly name: string,
     private readonly config: KafkaSinkConfig,
+    private readonly errors: ErrorMode = 'fail',
   ) {
     this.guarantee = config.exactlyOnce ? 'exactly-once' : 'at-least-once';
     this.topicPrefix = config.topicPrefix ?? name;
@@ -209,11 +211,20 @@ export class KafkaSink implements Sink {
       else slice.set(topic, [message]);
       bytes += size;
     };
+    const deadLetters: DeadLetterCount[] = [];
     for (const r of records) {
+      // Bytes, not string length: the broker's limit is in bytes, and non-Latin text is up to 3 bytes a UTF-16 unit.
+      const size = Buffer.byteLength(r.key) + (r.value === null ? 0 : Buffer.byteLength(r.value));
+      if (size > this.config.maxRecordBytes) {
+        const dead = this.tooLarge(r, size);
+        deadLetters.push({ table: dead.table, reason: 'too-large' });
+        topics.add(this.deadLetterTopic);
+        push(this.deadLetterTopic, { key: r.key, value: dead.value }, Buffer.byteLength(r.key) + Buffer.byteLength(dead.value));
+        continue;
+      }
       const topic = this.topicOf(r.topic);
       topics.add(topic);
-      // Bytes, not string length: the broker's limit is in bytes, and non-Latin text is up to 3 bytes a UTF-16 unit.
-      push(topic, { key: r.key, value: r.value }, Buffer.byteLength(r.key) + (r.value === null ? 0 : Buffer.byteLength(r.value)));
+      push(topic, { key: r.key, value: r.value }, size);
     }
     if (commit !== current) {
       topics.add(this.offsetsTopic);
@@ -221,7 +232,7 @@ export class KafkaSink implements Sink {
       push(this.offsetsTopic, { key: this.name, value }, Buffer.byteLength(value));
     }
     if (slice.size > 0) slices.push(toTopicMessages(slice));
-    return { state, slices, topics: [...topics], commit };
+    return { state, slices, topics: [...topics], commit, ...(deadLetters.length > 0 ? { deadLetters } : {}) };
   }
 
   async commit(batch: PreparedBatch): Promise<void> {
@@ -434,6 +445,37 @@ export class KafkaSink implements Sink {
       });
     }
     for (const t of missing) this.existingTopics.add(t);
+  }
+
+  private get deadLetterTopic(): string {
+    return `${this.topicPrefix}.tidemark.dead`;
+  }
+
+  /**
+   * A record the broker would refuse for its size alone: with errors.mode fail the run stops and names it (the
+   * checkpoint is untouched: nothing of the batch was begun); with dead-letter, a dead letter takes its place.
+   */
+  private tooLarge(r: OutputRecord, size: number): { table: string; value: string } {
+    const source =
+      r.value === null
+        ? undefined
+        : (JSON.parse(r.value) as { source?: { db: string; table: string; file: string; pos: number; gtid: string | null; row: number; snapshot: boolean } })
+            .source;
+    const db = source?.db ?? '';
+    const table = source?.table ?? '';
+    const where = source ? `${db}.${table} with key ${r.key} at ${source.file}:${source.pos}` : `on ${r.topic} with key ${r.key}`;
+    const error = `the record of ${where} is ${size} bytes, over sink.maxRecordBytes (${this.config.maxRecordBytes})`;
+    if (this.errors === 'fail') {
+      throw new SinkError(
+        `${error}, which Kafka refuses. Raise sink.maxRecordBytes together with the broker's message.max.bytes (or the topic's max.message.bytes), ` +
+          'or set errors.mode: dead-letter to write such records to the dead letters and go on.',
+      );
+    }
+    const position = source
+      ? { file: source.file, pos: source.pos, gtid: source.gtid, row: source.row, snapshot: source.snapshot }
+      : { file: '', pos: 0, gtid: null, row: 0, snapshot: false };
+    const value = deadLetterJson({ connector: this.name, db, table, key: r.key, position, reason: 'too-large', error, row: null, tsMs: Date.now() });
+    return { table: `${db}.${table}`, value };
   }
 
   /** `<name>.<db>.<table>` → `<topicPrefix>.<db>.<table>`, with characters Kafka refuses in a topic name replaced by `_`. */

@@ -1,4 +1,4 @@
-import type { OutputRecord } from '../events/event.js';
+import type { DeadLetterReason, OutputRecord } from '../events/event.js';
 
 /**
  * A batch encoded for one sink commit, with the sink state it leaves behind once committed. It holds
@@ -7,6 +7,14 @@ import type { OutputRecord } from '../events/event.js';
 export interface PreparedBatch {
   /** Opaque to everything but the sink; stored with the checkpoint (ARCHITECTURE §4). */
   state: string;
+  /** Records the sink refused for themselves alone and turned into dead letters (errors.mode: dead-letter). */
+  deadLetters?: DeadLetterCount[];
+}
+
+export interface DeadLetterCount {
+  /** `db.table` */
+  table: string;
+  reason: DeadLetterReason;
 }
 
 /**

@@ -1,6 +1,7 @@
 import type { Connection as CoreConnection } from 'mysql2';
 import type { Connection } from 'mysql2/promise';
 import type { ChunkRecord, KeyTuple } from '../checkpoint/store.js';
+import { type FailedRow, keyOrNull } from '../events/dead-letter.js';
 import { encodeValue, makeRowWriter, type RowOrigin, type RowWriter, snapshotSelectList } from '../events/values.js';
 import { BinlogReader, type BinlogTransaction } from './binlog.js';
 import { chunkWhere } from './chunker.js';
@@ -44,6 +45,8 @@ export interface ChunkRows {
    */
   keys: string[];
   rows: string[];
+  /** Rows that could not be encoded: the caller stops or writes them to the dead letters (errors.mode). */
+  failed: FailedRow[];
   backfilled: number;
 }
 
@@ -69,25 +72,33 @@ export function keyOf(raw: Record<string, unknown>, keyColumns: ColumnInfo[], or
  * Runs a chunk's SELECT and writes each row's key and JSON as the row arrives, so the reader's raw rows
  * die young instead of piling up for the whole chunk.
  */
-function selectRows(conn: Connection, table: SnapshotTable, sql: string, params: unknown[]): Promise<{ keys: string[]; rows: string[] }> {
+function selectRows(
+  conn: Connection,
+  table: SnapshotTable,
+  chunk: ChunkRecord,
+  sql: string,
+  params: unknown[],
+): Promise<{ keys: string[]; rows: string[]; failed: FailedRow[] }> {
+  const { db, table: name } = table.schema;
   return new Promise((resolve, reject) => {
     const keys: string[] = [];
     const rows: string[] = [];
-    let failure: unknown;
+    const failed: FailedRow[] = [];
     // The callback connection under the promise wrapper (typed only on pool connections): its query emits rows one by one.
     (conn as unknown as { connection: CoreConnection }).connection
       .query(sql, params)
       .on('result', (raw: unknown) => {
-        if (failure !== undefined) return;
+        const r = raw as Record<string, unknown>;
         try {
-          keys.push(table.snapshotKey(raw as Record<string, unknown>));
-          rows.push(table.snapshotRow(raw as Record<string, unknown>));
-        } catch (err) {
-          failure = err;
+          const row = table.snapshotRow(r);
+          keys.push(table.snapshotKey(r));
+          rows.push(row);
+        } catch (error) {
+          failed.push({ db, table: name, key: keyOrNull(table.snapshotKey, r), raw: r, error, where: `read by the snapshot (chunk ${chunk.idx})` });
         }
       })
       .on('error', reject)
-      .on('end', () => (failure === undefined ? resolve({ keys, rows }) : reject(failure)));
+      .on('end', () => resolve({ keys, rows, failed }));
   });
 }
 
@@ -125,7 +136,7 @@ export async function readChunk(
       const v = Object.fromEntries((status as { Variable_name: string; Value: string }[]).map((r) => [r.Variable_name.toLowerCase(), r.Value]));
       const at: Position = { file: v.binlog_snapshot_file!, pos: Number(v.binlog_snapshot_position) };
       await widenWindow();
-      return { lw: at, hw: at, ...(await selectRows(conn, table, select, where.params)), backfilled: 0 };
+      return { lw: at, hw: at, ...(await selectRows(conn, table, chunk, select, where.params)), backfilled: 0 };
     } finally {
       await conn.query('COMMIT');
     }
@@ -141,7 +152,7 @@ export async function readChunk(
     inFlight = o!.trim() !== '';
   }
   await widenWindow();
-  const selected = await selectRows(conn, table, select, where.params);
+  const selected = await selectRows(conn, table, chunk, select, where.params);
   await widenWindow();
   const hw = await currentPosition(conn, 'mysql');
   if (!inFlight && comparePositions(lw, hw) === 0) return { lw, hw, ...selected, backfilled: 0 };
@@ -149,8 +160,8 @@ export async function readChunk(
   for (let i = 0; i < selected.keys.length; i++) rows.set(selected.keys[i]!, selected.rows[i]!);
   const start = inFlight && executed !== undefined ? { gtidSet: executed } : { file: lw.file, pos: lw.pos };
   const txs = await readBinlogRange(ctx.source, backfillServerId, start, hw, table.schema);
-  const backfilled = await applyBackfill(table, chunk, rows, txs);
-  return { lw, hw, keys: [...rows.keys()], rows: [...rows.values()], backfilled };
+  const backfilled = await applyBackfill(table, chunk, rows, txs, selected.failed);
+  return { lw, hw, keys: [...rows.keys()], rows: [...rows.values()], failed: selected.failed, backfilled };
 }
 
 /** Collects the committed transactions from `start` up to and including position `hw`. */
@@ -190,14 +201,33 @@ function readBinlogRange(
   });
 }
 
-/** Replays row changes on the chunk's rows (by key JSON): puts and removes of full row images, in commit order. */
-async function applyBackfill(table: SnapshotTable, chunk: ChunkRecord, rows: Map<string, string>, txs: BinlogTransaction[]): Promise<number> {
+/**
+ * Replays row changes on the chunk's rows (by key JSON): puts and removes of full row images, in commit order.
+ * A change that cannot be encoded joins `failed`, and its key leaves the chunk: the chunk cannot say its value.
+ */
+async function applyBackfill(
+  table: SnapshotTable,
+  chunk: ChunkRecord,
+  rows: Map<string, string>,
+  txs: BinlogTransaction[],
+  failed: FailedRow[],
+): Promise<number> {
   const { db, table: name } = table.schema;
   const ours = (t: { db: string; table: string }) => t.db === db && t.table === name;
   const changes = txs.flatMap((tx) => tx.changes.filter(ours));
   if (changes.length === 0 && !txs.some((tx) => tx.truncates.some(ours))) return 0;
-  const images = changes.flatMap((c) => [c.before, c.after]).filter((r) => r !== null);
-  await table.order.prepare([...images.map((r) => keyOf(r, table.keyColumns, 'binlog')), chunk.lo, chunk.hi]);
+  const keys: KeyTuple[] = [];
+  for (const c of changes) {
+    for (const r of [c.before, c.after]) {
+      if (r === null) continue;
+      try {
+        keys.push(keyOf(r, table.keyColumns, 'binlog'));
+      } catch {
+        // Its change fails below, where it is recorded.
+      }
+    }
+  }
+  await table.order.prepare([...keys, chunk.lo, chunk.hi]);
   const inChunk = (raw: Record<string, unknown>) => table.order.inRange(keyOf(raw, table.keyColumns, 'binlog'), chunk.lo, chunk.hi);
   let applied = 0;
   for (const tx of txs) {
@@ -205,8 +235,17 @@ async function applyBackfill(table: SnapshotTable, chunk: ChunkRecord, rows: Map
     if (tx.truncates.some(ours)) rows.clear();
     for (const c of tx.changes) {
       if (!ours(c)) continue;
-      if (c.before && inChunk(c.before)) rows.delete(table.binlogKey(c.before));
-      if (c.after && inChunk(c.after)) rows.set(table.binlogKey(c.after), table.binlogRow(c.after));
+      try {
+        const removed = c.before && inChunk(c.before) ? table.binlogKey(c.before) : null;
+        const put = c.after && inChunk(c.after) ? [table.binlogKey(c.after), table.binlogRow(c.after)] : null;
+        if (removed !== null) rows.delete(removed);
+        if (put) rows.set(put[0]!, put[1]!);
+      } catch (error) {
+        const key = keyOrNull(table.binlogKey, (c.after ?? c.before)!);
+        if (key !== null) rows.delete(key);
+        const where = `in the binlog at ${tx.end.file}:${tx.end.pos}, replayed onto snapshot chunk ${chunk.idx}`;
+        failed.push({ db, table: name, key, raw: c.before && c.after ? { before: c.before, after: c.after } : (c.after ?? c.before), error, where });
+      }
       applied++;
     }
   }

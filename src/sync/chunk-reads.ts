@@ -4,6 +4,7 @@ import type { Connection } from 'mysql2/promise';
 import pRetry from 'p-retry';
 import type { ChunkRecord } from '../checkpoint/store.js';
 import { errorOf, isConnectionLoss, isRetriable, SourceError } from '../errors.js';
+import { failedRow } from '../events/dead-letter.js';
 import type { ChangeEvent } from '../events/event.js';
 import { XaPrepareMissing } from '../source/binlog.js';
 import { ChunkSplitter } from '../source/chunker.js';
@@ -94,9 +95,10 @@ export async function readChunkEvents(
   });
   const { db, table: name } = table.schema;
   const source = { file: result.hw.file, pos: result.hw.pos, gtid: null, serverId: 0, tsMs: Date.now(), snapshot: true };
-  const { keys, rows } = result;
+  const { keys, rows, failed } = result;
   const events = new Array<ChangeEvent>(rows.length);
   for (let i = 0; i < rows.length; i++) events[i] = { op: 'r', db, table: name, key: keys[i]!, before: null, after: rows[i]!, row: i, source };
+  for (const f of failed) events.push(failedRow(parts.config.errors.mode, f, source, events.length));
   return { events, result };
 }
 

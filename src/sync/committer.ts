@@ -1,7 +1,7 @@
 import type { CheckpointStore, CheckpointUpdate } from '../checkpoint/store.js';
 import type { DebeziumEncoder } from '../events/debezium.js';
-import type { ChangeEvent, OutputRecord } from '../events/event.js';
-import type { Sink } from '../sink/sink.js';
+import type { ChangeEvent, DeadLetterReason, OutputRecord } from '../events/event.js';
+import type { DeadLetterCount, Sink } from '../sink/sink.js';
 
 /**
  * Commits output and checkpoint together (ARCHITECTURE §4): pending in SQLite, then the sink's
@@ -15,6 +15,8 @@ export class Committer {
     private readonly store: CheckpointStore,
     private readonly sink: Sink,
     private readonly encoder: DebeziumEncoder,
+    /** Hears of each committed dead letter (metrics). */
+    private readonly onDeadLetter: (table: string, reason: DeadLetterReason) => void = () => {},
   ) {}
 
   /** Settles a commit left pending by a crash, then aligns the sink with the checkpoint. */
@@ -37,16 +39,22 @@ export class Committer {
     const next = this.chain.then(async () => {
       let records: OutputRecord[] | null = [];
       const now = Date.now();
-      for (const e of job.events!) this.encoder.encode(e, records, now);
+      const dead: DeadLetterCount[] = [];
+      for (const e of job.events!) {
+        if (e.op === 'dead') dead.push({ table: `${e.db}.${e.table}`, reason: e.reason });
+        this.encoder.encode(e, records, now);
+      }
       job.events = null;
       const count = records.length;
       const seq = this.store.lastCommittedSeq() + 1;
       const batch = this.sink.prepare(records, seq);
       records = null;
-      this.store.beginCommit(update, batch.state);
+      for (const d of batch.deadLetters ?? []) dead.push(d);
+      this.store.beginCommit(dead.length > 0 ? { ...update, deadLetters: countByTable(dead) } : update, batch.state);
       await this.sink.commit(batch);
       this.store.finishCommit(seq);
       this.committedRecords += count;
+      for (const d of dead) this.onDeadLetter(d.table, d.reason);
     });
     this.chain = next.catch(() => {});
     return next;
@@ -56,4 +64,10 @@ export class Committer {
   async drain(): Promise<void> {
     await this.chain;
   }
+}
+
+function countByTable(dead: DeadLetterCount[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const d of dead) out[d.table] = (out[d.table] ?? 0) + 1;
+  return out;
 }

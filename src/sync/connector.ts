@@ -28,7 +28,8 @@ export async function runSync(config: Config, opts: SyncOptions = {}): Promise<v
     const registry = new TableRegistry(pool, await TableRegistry.load(conn, config));
     store = CheckpointStore.open(config.checkpoint.path);
     const sameServer = await checkIdentity(conn, store, info, log);
-    const committer = new Committer(store, sink, new DebeziumEncoder({ name: config.name, tombstones: config.sink.tombstones }));
+    const encoder = new DebeziumEncoder({ name: config.name, tombstones: config.sink.tombstones });
+    const committer = new Committer(store, sink, encoder, (table, reason) => opts.observer?.deadLettered?.(table, reason));
     await committer.recover();
     store.setSourceIdentity(info.identity);
 

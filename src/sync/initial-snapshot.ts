@@ -74,7 +74,7 @@ async function readAndCommit(
 ): Promise<{ committed: Promise<void>; rows: number; backfilled: number } | undefined> {
   const { events, result } = await readChunkEvents(parts, link, table, chunk, serverId);
   if (parts.signal?.aborted) return undefined;
-  const rows = events.length;
+  const rows = result.rows.length;
   const committed = parts.committer.commit(events, { chunksDone: [{ table: table.name, idx: chunk.idx, lw: result.lw, hw: result.hw, rows }] });
   return { committed, rows, backfilled: result.backfilled };
 }

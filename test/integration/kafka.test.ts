@@ -116,6 +116,7 @@ describe('KafkaSink against the broker', () => {
     tombstones: true,
     acks: -1,
     compression: 'gzip',
+    maxRecordBytes: 1_000_000,
     topic: { partitions: 1, replicationFactor: 1 },
   });
 

@@ -87,6 +87,7 @@ metrics:
       sink: { type: 'jsonl', path: '/var/out/shop.jsonl', tombstones: false },
       commit: { maxRecords: 50, maxDelayMs: 100 },
       metrics: { port: 9464, host: '127.0.0.1' },
+      errors: { mode: 'fail' },
     });
   });
 
@@ -189,7 +190,7 @@ snapshot:
 
   it('rejects an unknown key at the top level, listing the allowed keys', () => {
     const err = failure(`${MINIMAL}\nsinks: {}\n`);
-    expect(err.problems).toEqual(['sinks: unknown key (allowed: name, source, snapshot, checkpoint, sink, commit, metrics)']);
+    expect(err.problems).toEqual(['sinks: unknown key (allowed: name, source, snapshot, checkpoint, sink, commit, metrics, errors)']);
   });
 
   it('rejects an unknown nested key, naming its full path', () => {
@@ -319,6 +320,7 @@ describe('kafka sink config', () => {
       tombstones: true,
       acks: -1,
       compression: 'none',
+      maxRecordBytes: 1_000_000,
       topic: { partitions: 1, replicationFactor: 1 },
     });
   });
@@ -351,6 +353,7 @@ sasl:
       tombstones: false,
       acks: 1,
       compression: 'gzip',
+      maxRecordBytes: 1_000_000,
       topic: { partitions: 6, replicationFactor: 3 },
       clientId: 'shop-cdc-1',
       ssl: { rejectUnauthorized: false, ca: '-----BEGIN CERTIFICATE-----' },
@@ -404,7 +407,7 @@ sasl: { mechanism: gssapi }`),
 
   it('lists the kafka keys for an unknown one', () => {
     expect(failure(kafka('type: kafka\nbrokers: [k:9092]\npath: out.jsonl')).problems).toEqual([
-      'sink.path: unknown key (allowed: type, brokers, topicPrefix, exactlyOnce, transactionTimeoutMs, tombstones, acks, compression, topic, clientId, ssl, sasl)',
+      'sink.path: unknown key (allowed: type, brokers, topicPrefix, exactlyOnce, transactionTimeoutMs, tombstones, acks, compression, maxRecordBytes, topic, clientId, ssl, sasl)',
     ]);
   });
 });

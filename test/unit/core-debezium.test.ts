@@ -1,10 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { DebeziumEncoder } from '../../src/events/debezium.js';
-import type { ChangeEvent, OutputRecord } from '../../src/events/event.js';
+import type { ChangeEvent, OutputRecord, RowEvent } from '../../src/events/event.js';
 
 const NOW = 1_767_225_600_123;
 
-function event(op: ChangeEvent['op'], over: Partial<ChangeEvent> = {}): ChangeEvent {
+function event(op: RowEvent['op'], over: Partial<RowEvent> = {}): RowEvent {
   return {
     op,
     db: 'shop',

@@ -138,4 +138,43 @@ describe('JsonlSink', () => {
     expect(await s.holds(String(size))).toBe(true);
     expect(await s.holds(String(size + 1))).toBe(false);
   });
+
+  it('writes dead letters to <path without .jsonl>.dead.jsonl, in the same commit, and cuts both files back after a crash', async () => {
+    const deadPath = join(dir, 'out', 'changes.dead.jsonl');
+    const dead = (id: number): OutputRecord => ({
+      topic: 'tm.tidemark.dead',
+      key: JSON.stringify({ id }),
+      value: JSON.stringify({ reason: 'decode' }),
+      dead: true,
+    });
+    const s1 = sink();
+    await s1.open(undefined);
+    const first = s1.prepare([rec(1)]);
+    expect(first.state).toBe(String(line(rec(1)).length));
+    await s1.commit(first);
+    const second = s1.prepare([rec(2), dead(3), rec(4)]);
+    expect(second.state).toBe(`${line(rec(1)).length + line(rec(2)).length + line(rec(4)).length}+${line(dead(3)).length}`);
+    await s1.commit(second);
+    expect(readFileSync(path, 'utf8')).toBe(line(rec(1)) + line(rec(2)) + line(rec(4)));
+    expect(readFileSync(deadPath, 'utf8')).toBe(line(dead(3)));
+    expect(await s1.holds(second.state)).toBe(true);
+    // A third batch reaches both files, then the process dies before its checkpoint commits.
+    await s1.commit(s1.prepare([rec(5), dead(6)]));
+    await s1.close();
+    expect(await sink().holds(`${statSync(path).size}+${statSync(deadPath).size + 1}`)).toBe(false);
+    const s2 = sink();
+    await s2.open(second.state);
+    expect(readFileSync(path, 'utf8')).toBe(line(rec(1)) + line(rec(2)) + line(rec(4)));
+    expect(readFileSync(deadPath, 'utf8')).toBe(line(dead(3)));
+  });
+
+  it('cuts a dead-letter file back to empty when the committed state has none', async () => {
+    const deadPath = join(dir, 'out', 'changes.dead.jsonl');
+    const s1 = sink();
+    await s1.open(undefined);
+    await s1.commit(s1.prepare([{ topic: 'tm.tidemark.dead', key: '{}', value: '{}', dead: true }]));
+    await s1.close();
+    await sink().open(undefined);
+    expect(statSync(deadPath).size).toBe(0);
+  });
 });

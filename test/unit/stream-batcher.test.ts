@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { CheckpointUpdate } from '../../src/checkpoint/store.js';
-import type { ChangeEvent } from '../../src/events/event.js';
+import type { ChangeEvent, RowEvent } from '../../src/events/event.js';
 import type { Position } from '../../src/source/position.js';
 import type { Committer } from '../../src/sync/committer.js';
 import { Batcher, type CommitSummary, commitDue } from '../../src/sync/stream/batcher.js';
@@ -8,7 +8,7 @@ import { Batcher, type CommitSummary, commitDue } from '../../src/sync/stream/ba
 const limits = { maxRecords: 3, maxDelayMs: 50 };
 const at = (pos: number): Position => ({ file: 'binlog.000001', pos });
 
-function event(op: ChangeEvent['op'], snapshot = false): ChangeEvent {
+function event(op: RowEvent['op'], snapshot = false): RowEvent {
   return {
     op,
     db: 'd',

@@ -5,7 +5,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { serverIdRange } from '../../config/load.js';
-import type { ChangeEvent } from '../../events/event.js';
+import type { ChangeEvent, DeadLetter, RowEvent } from '../../events/event.js';
 import type { BinlogTransaction } from '../../source/binlog.js';
 import { comparePositions, type Position } from '../../source/position.js';
 import { SourceLink } from '../../source/server.js';
@@ -29,7 +29,9 @@ interface HeldChunk {
   table: string;
   hw: Position;
   done: ChunkDone;
-  rows: Map<string, ChangeEvent>;
+  rows: Map<string, RowEvent>;
+  /** Rows of the chunk that went to the dead letters; released with it. */
+  dead: DeadLetter[];
 }
 
 export class LiveSnapshots {
@@ -85,9 +87,9 @@ export class LiveSnapshots {
     const held = this.held;
     if (!held || comparePositions(p, held.hw) < 0) return;
     this.held = null;
-    const events = [...held.rows.values()];
-    this.batcher.addChunk(events, { ...held.done, rows: events.length }, p);
-    this.parts.log('chunk done', { table: held.table, chunk: held.done.idx, rows: events.length, whileStreaming: true, again: true });
+    const events: ChangeEvent[] = [...held.rows.values(), ...held.dead];
+    this.batcher.addChunk(events, { ...held.done, rows: held.rows.size }, p);
+    this.parts.log('chunk done', { table: held.table, chunk: held.done.idx, rows: held.rows.size, whileStreaming: true, again: true });
   }
 
   async close(): Promise<void> {
@@ -146,20 +148,26 @@ export class LiveSnapshots {
         read = await readChunkEvents(parts, this.link, table, chunk, serverId);
       }
       const { events, result } = read;
-      const done = { table: table.name, idx: chunk.idx, lw: result.lw, hw: result.hw, rows: events.length };
+      const done = { table: table.name, idx: chunk.idx, lw: result.lw, hw: result.hw, rows: result.rows.length };
       if (current.again) {
-        this.held = { table: table.name, hw: result.hw, done, rows: new Map(events.map((e) => [e.key, e])) };
+        const rows = new Map<string, RowEvent>();
+        const dead: DeadLetter[] = [];
+        for (const e of events) {
+          if (e.op === 'dead') dead.push(e);
+          else rows.set(e.key, e);
+        }
+        this.held = { table: table.name, hw: result.hw, done, rows, dead };
         this.releaseIfReached(this.tail.lastReceived);
         return;
       }
       await parts.committer.commit(events, { chunksDone: [done] });
       await this.filter.addChunk(
         table.name,
-        { ...chunk, status: 'done', lw: result.lw, hw: result.hw, rows: events.length },
+        { ...chunk, status: 'done', lw: result.lw, hw: result.hw, rows: result.rows.length },
         (await parts.registry.codec(table)).order,
       );
-      reportChunk(parts, table.name, events.length);
-      parts.log('chunk done', { table: table.name, chunk: chunk.idx, rows: events.length, backfilled: result.backfilled, whileStreaming: true });
+      reportChunk(parts, table.name, result.rows.length);
+      parts.log('chunk done', { table: table.name, chunk: chunk.idx, rows: result.rows.length, backfilled: result.backfilled, whileStreaming: true });
     } finally {
       this.lastChunkMs = Date.now();
       this.tail.resumeIfLow();

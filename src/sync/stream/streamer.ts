@@ -97,7 +97,7 @@ class Streamer {
   private async addTransaction(tx: BinlogTransaction): Promise<void> {
     const changes = await resolveChanges(tx, this.parts.registry, this.filter);
     this.live.absorb(tx, changes);
-    const events = transactionEvents(tx, changes, this.filter, this.parts.info.serverId);
+    const events = transactionEvents(tx, changes, this.filter, this.parts.info.serverId, this.parts.config.errors.mode);
     // The hand-off of a truncated table is over, in this run and (through the commit) after a restart.
     const truncated = tx.truncates.map((t) => `${t.db}.${t.table}`);
     for (const name of truncated) this.filter.truncated(name);

@@ -3,6 +3,9 @@
  * through the hand-off filter (ARCHITECTURE §3), and its truncates. `resolveChanges` does the part that
  * needs the server (which tables, sort weights of keys the filter will look up); `transactionEvents` is pure.
  */
+
+import type { ErrorMode } from '../../errors.js';
+import { failedRow, keyOrNull } from '../../events/dead-letter.js';
 import type { ChangeEvent, EventSource } from '../../events/event.js';
 import type { BinlogTransaction, RowChange } from '../../source/binlog.js';
 import { keyOf, type SnapshotTable } from '../../source/snapshot.js';
@@ -47,7 +50,7 @@ async function prepareFilterKeys(changes: ResolvedChange[], filter: HandoffFilte
  * update that changes the key is a delete of the old key and a create of the new one, each judged on its
  * own chunk. Every event shares one source object.
  */
-export function transactionEvents(tx: BinlogTransaction, changes: ResolvedChange[], filter: HandoffFilter, serverId: number): ChangeEvent[] {
+export function transactionEvents(tx: BinlogTransaction, changes: ResolvedChange[], filter: HandoffFilter, serverId: number, errors: ErrorMode): ChangeEvent[] {
   const events: ChangeEvent[] = [];
   const source: EventSource = { file: tx.end.file, pos: tx.end.pos, gtid: tx.gtid, serverId, tsMs: tx.tsMs, snapshot: false };
   let row = 0;
@@ -58,26 +61,37 @@ export function transactionEvents(tx: BinlogTransaction, changes: ResolvedChange
     const name = table.table.name;
     const { db, table: tableName } = codec.schema;
     const { before, after } = change;
-    if (before && after) {
-      const oldKey = codec.binlogKey(before);
-      const newKey = codec.binlogKey(after);
-      // Canonical key text is equal exactly when every key value is.
-      if (oldKey === newKey) {
-        if (passes(f, name, codec, after, tx)) {
-          events.push({ op: 'u', db, table: tableName, key: newKey, before: codec.binlogRow(before), after: codec.binlogRow(after), row: row++, source });
+    const mark = events.length;
+    const markRow = row;
+    try {
+      if (before && after) {
+        const oldKey = codec.binlogKey(before);
+        const newKey = codec.binlogKey(after);
+        // Canonical key text is equal exactly when every key value is.
+        if (oldKey === newKey) {
+          if (passes(f, name, codec, after, tx)) {
+            events.push({ op: 'u', db, table: tableName, key: newKey, before: codec.binlogRow(before), after: codec.binlogRow(after), row: row++, source });
+          }
+        } else {
+          if (passes(f, name, codec, before, tx))
+            events.push({ op: 'd', db, table: tableName, key: oldKey, before: codec.binlogRow(before), after: null, row: row++, source });
+          if (passes(f, name, codec, after, tx))
+            events.push({ op: 'c', db, table: tableName, key: newKey, before: null, after: codec.binlogRow(after), row: row++, source });
         }
-      } else {
-        if (passes(f, name, codec, before, tx))
-          events.push({ op: 'd', db, table: tableName, key: oldKey, before: codec.binlogRow(before), after: null, row: row++, source });
+      } else if (after) {
         if (passes(f, name, codec, after, tx))
-          events.push({ op: 'c', db, table: tableName, key: newKey, before: null, after: codec.binlogRow(after), row: row++, source });
+          events.push({ op: 'c', db, table: tableName, key: codec.binlogKey(after), before: null, after: codec.binlogRow(after), row: row++, source });
+      } else if (before) {
+        if (passes(f, name, codec, before, tx))
+          events.push({ op: 'd', db, table: tableName, key: codec.binlogKey(before), before: codec.binlogRow(before), after: null, row: row++, source });
       }
-    } else if (after) {
-      if (passes(f, name, codec, after, tx))
-        events.push({ op: 'c', db, table: tableName, key: codec.binlogKey(after), before: null, after: codec.binlogRow(after), row: row++, source });
-    } else if (before) {
-      if (passes(f, name, codec, before, tx))
-        events.push({ op: 'd', db, table: tableName, key: codec.binlogKey(before), before: codec.binlogRow(before), after: null, row: row++, source });
+    } catch (error) {
+      // The whole change goes to the dead letters (or stops the run), not the half of a key change that encoded.
+      events.length = mark;
+      row = markRow;
+      const where = `in the binlog transaction ending at ${tx.end.file}:${tx.end.pos}${tx.gtid ? ` (GTID ${tx.gtid})` : ''}`;
+      const key = keyOrNull(codec.binlogKey, (after ?? before)!);
+      events.push(failedRow(errors, { db, table: tableName, key, raw: before && after ? { before, after } : (after ?? before), error, where }, source, row++));
     }
   }
   return events;
