@@ -177,7 +177,8 @@ export async function preparedXa(conn: Connection): Promise<string[] | null> {
     const [rows] = await conn.query('XA RECOVER');
     return (rows as { data: Buffer | string }[]).map((r) => Buffer.from(r.data).toString('utf8'));
   } catch (err) {
-    if (/ACCESS_DENIED/.test((err as { code?: string }).code ?? '')) return null;
+    // MySQL answers an account without XA_RECOVER_ADMIN with XAER_RMERR, not an access error.
+    if (/ACCESS_DENIED|^ER_XAER_RMERR$/.test((err as { code?: string }).code ?? '')) return null;
     throw err;
   }
 }
