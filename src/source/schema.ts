@@ -25,6 +25,8 @@ export interface TableSchema {
   columns: ColumnInfo[];
   /** Primary key columns in key order; empty when the table has none. */
   primaryKey: string[];
+  /** The table's default collation (and so charset), which a column added without one takes. */
+  collation: string | null;
 }
 
 interface ColumnRow {
@@ -61,7 +63,7 @@ export async function loadTableSchemas(conn: Connection, db: string, tables: str
   for (const c of cols as ColumnRow[]) {
     let t = result.get(c.TABLE_NAME);
     if (!t) {
-      t = { db, table: c.TABLE_NAME, columns: [], primaryKey: [] };
+      t = { db, table: c.TABLE_NAME, columns: [], primaryKey: [], collation: null };
       result.set(c.TABLE_NAME, t);
     }
     const columnType = c.COLUMN_TYPE.toLowerCase();
@@ -80,6 +82,14 @@ export async function loadTableSchemas(conn: Connection, db: string, tables: str
     });
   }
   for (const k of keys as { TABLE_NAME: string; COLUMN_NAME: string }[]) result.get(k.TABLE_NAME)?.primaryKey.push(k.COLUMN_NAME);
+  const [collations] = await conn.query('SELECT TABLE_NAME, TABLE_COLLATION FROM INFORMATION_SCHEMA.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME IN (?)', [
+    db,
+    tables,
+  ]);
+  for (const t of collations as { TABLE_NAME: string; TABLE_COLLATION: string | null }[]) {
+    const schema = result.get(t.TABLE_NAME);
+    if (schema) schema.collation = t.TABLE_COLLATION;
+  }
   for (const { table, column } of await mariadbJsonColumns(conn, db, tables)) {
     const c = result.get(table)?.columns.find((col) => col.name === column);
     if (c) c.isJson = true;
@@ -135,4 +145,21 @@ export function chunkKeyProblem(schema: TableSchema, key: string[], unique: stri
   }
   if (!unique.some((cols) => cols.join('\0') === key.join('\0'))) return `(${key.join(', ')}) is not a unique index`;
   return null;
+}
+
+/** The server's charsets and collations: which collation a charset defaults to, and which charset a collation is of. */
+export interface ServerCharsets {
+  defaultCollation: Map<string, string>;
+  charsetOf: Map<string, string>;
+}
+
+export async function loadCharsets(conn: Connection): Promise<ServerCharsets> {
+  const [sets] = await conn.query('SELECT CHARACTER_SET_NAME AS cs, DEFAULT_COLLATE_NAME AS coll FROM INFORMATION_SCHEMA.CHARACTER_SETS');
+  const [colls] = await conn.query('SELECT COLLATION_NAME AS coll, CHARACTER_SET_NAME AS cs FROM INFORMATION_SCHEMA.COLLATIONS');
+  // MariaDB lists collations that apply to several charsets with none.
+  const pairs = (rows: unknown, from: 'cs' | 'coll', to: 'cs' | 'coll'): [string, string][] =>
+    (rows as Record<'cs' | 'coll', string | null>[]).flatMap((r) =>
+      r[from] && r[to] ? [[r[from]!.toLowerCase(), r[to]!.toLowerCase()] as [string, string]] : [],
+    );
+  return { defaultCollation: new Map(pairs(sets, 'cs', 'coll')), charsetOf: new Map(pairs(colls, 'coll', 'cs')) };
 }

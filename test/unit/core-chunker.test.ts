@@ -122,7 +122,7 @@ describe('chunkWhere', () => {
 });
 
 describe('keyColumnsOf', () => {
-  const table: TableSchema = { db: 'shop', table: 'orders', columns: [id, a, s], primaryKey: ['id'] };
+  const table: TableSchema = { db: 'shop', table: 'orders', columns: [id, a, s], primaryKey: ['id'], collation: null };
 
   it('returns the named columns in the order asked for', () => {
     expect(keyColumnsOf(table, ['s', 'id'])).toEqual([s, id]);

@@ -12,7 +12,7 @@ import { type ResolvedChange, transactionEvents } from '../../src/sync/stream/tr
 import type { CapturedTable } from '../../src/sync/table-registry.js';
 import { col } from '../support/columns.js';
 
-const schema: TableSchema = { db: 'shop', table: 'orders', columns: [col('id', 'int'), col('v', 'int')], primaryKey: ['id'] };
+const schema: TableSchema = { db: 'shop', table: 'orders', columns: [col('id', 'int'), col('v', 'int')], primaryKey: ['id'], collation: null };
 // Integer keys order numerically without asking a server, so no connection is needed.
 const order = await KeyOrder.create({} as Connection, [schema.columns[0]!]);
 const codec = snapshotTable(schema, [schema.columns[0]!], order);
@@ -112,7 +112,7 @@ describe('transactionEvents', () => {
   });
 
   describe('a row that cannot be encoded', () => {
-    const blobSchema: TableSchema = { db: 'shop', table: 'files', columns: [col('id', 'int'), col('b', 'blob')], primaryKey: ['id'] };
+    const blobSchema: TableSchema = { db: 'shop', table: 'files', columns: [col('id', 'int'), col('b', 'blob')], primaryKey: ['id'], collation: null };
     const blobCodec = snapshotTable(blobSchema, [blobSchema.columns[0]!], order);
     const blobTable: CapturedTable = { name: 'shop.files', schema: blobSchema, chunkKey: ['id'] };
     // A blob the reader handed over as a number: no converter can make bytes of it.
