@@ -94,6 +94,7 @@ const sinkConfig = (prefix, exactlyOnce) => ({
   exactlyOnce,
   transactionTimeoutMs: 60_000,
   tombstones: true,
+  schemaChanges: true,
   acks: -1,
   compression: 'none',
   maxRecordBytes: 1_000_000,

@@ -3,6 +3,7 @@ import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { CheckpointError } from '../errors.js';
 import { comparePositions, type Position } from '../source/position.js';
+import type { TableSchema } from '../source/schema.js';
 
 export type TableState = 'pending' | 'snapshotting' | 'streaming';
 
@@ -54,8 +55,21 @@ export interface CheckpointUpdate {
   truncates?: { table: string; at: Position }[];
   /** Dead letters this commit writes, per `db.table`. */
   deadLetters?: Record<string, number>;
+  /** Column versions that DDL in this commit's transactions started. */
+  schemaVersions?: SchemaVersion[];
   /** Commit time (source clock) of the last source transaction in this commit: how far behind the stream is. */
   sourceTsMs?: number;
+}
+
+/** One column version of a table, in force from `from` (null: from before the checkpoint began) on. */
+export interface SchemaVersion {
+  /** `db.table` */
+  table: string;
+  from: Position | null;
+  /** null: the table was dropped (or renamed away) there. */
+  schema: TableSchema | null;
+  /** The statement that made this version; null for the one read from the server. */
+  ddl: string | null;
 }
 
 export interface PendingCommit {
@@ -76,6 +90,10 @@ const MIGRATIONS: string[] = [
    CREATE TABLE commits (seq INTEGER PRIMARY KEY, update_json TEXT NOT NULL, sink_state TEXT NOT NULL, created_ms INTEGER NOT NULL);`,
   `CREATE TABLE snapshot_requests (table_name TEXT PRIMARY KEY, requested_ms INTEGER NOT NULL);
    ALTER TABLE tables ADD COLUMN again INTEGER NOT NULL DEFAULT 0;`,
+  // Schema history (ARCHITECTURE §4): each column version of a captured table and the position it applies from.
+  `CREATE TABLE schema_history (
+     table_name TEXT NOT NULL, seq INTEGER NOT NULL, from_pos TEXT, schema_json TEXT, ddl TEXT,
+     PRIMARY KEY (table_name, seq));`,
 ];
 
 const json = (v: unknown): string | null => (v === null || v === undefined ? null : JSON.stringify(v));
@@ -270,6 +288,7 @@ export class CheckpointStore {
           this.setMeta('restart', update.restart ? JSON.stringify(update.restart) : null);
         }
         if (update.sourceTsMs !== undefined) this.setMeta('last_source_ts_ms', String(update.sourceTsMs));
+        for (const v of update.schemaVersions ?? []) this.insertSchemaVersion(v);
         if (update.deadLetters) {
           const counts = this.deadLetters();
           for (const [table, n] of Object.entries(update.deadLetters)) counts[table] = (counts[table] ?? 0) + n;
@@ -286,6 +305,55 @@ export class CheckpointStore {
   /** The sink never received the pending commit: forget it, its output will be produced again. */
   discardPending(seq: number): void {
     this.sql('DELETE FROM commits WHERE seq = ?').run(seq);
+  }
+
+  /** Every table's column versions, oldest first. */
+  schemaHistory(): Map<string, SchemaVersion[]> {
+    const rows = this.sql('SELECT table_name, from_pos, schema_json, ddl FROM schema_history ORDER BY table_name, seq').all() as {
+      table_name: string;
+      from_pos: string | null;
+      schema_json: string | null;
+      ddl: string | null;
+    }[];
+    const out = new Map<string, SchemaVersion[]>();
+    for (const r of rows) {
+      const v: SchemaVersion = { table: r.table_name, from: parse<Position>(r.from_pos), schema: parse<TableSchema>(r.schema_json), ddl: r.ddl };
+      out.set(r.table_name, [...(out.get(r.table_name) ?? []), v]);
+    }
+    return out;
+  }
+
+  /** A version recorded outside a sink commit: the first one of a table, read from the server. */
+  addSchemaVersion(v: SchemaVersion): void {
+    this.db.transaction(() => this.insertSchemaVersion(v)).immediate();
+  }
+
+  /**
+   * Drops versions no restart can need: those before the last version in force at `resumeAt`, where a resumed
+   * stream starts reading (ARCHITECTURE §4: history is trimmed only below the committed position).
+   */
+  trimSchemaHistory(resumeAt: Position): void {
+    this.db
+      .transaction(() => {
+        for (const [table, versions] of this.schemaHistory()) {
+          let keepFrom = 0;
+          versions.forEach((v, i) => {
+            if (v.from === null || comparePositions(v.from, resumeAt) <= 0) keepFrom = i;
+          });
+          if (keepFrom > 0) {
+            this.sql(
+              'DELETE FROM schema_history WHERE table_name = ? AND seq < (SELECT seq FROM schema_history WHERE table_name = ? ORDER BY seq LIMIT 1 OFFSET ?)',
+            ).run(table, table, keepFrom);
+          }
+        }
+      })
+      .immediate();
+  }
+
+  private insertSchemaVersion(v: SchemaVersion): void {
+    this.sql(
+      'INSERT INTO schema_history (table_name, seq, from_pos, schema_json, ddl) VALUES (?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM schema_history WHERE table_name = ?), ?, ?, ?)',
+    ).run(v.table, v.table, json(v.from), json(v.schema), v.ddl);
   }
 
   /** Dead letters committed so far, per `db.table`. */

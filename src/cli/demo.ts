@@ -126,7 +126,7 @@ async function demo(dir: string, seconds: number | undefined): Promise<void> {
       },
       snapshot: { mode: 'initial', chunkSize: 2000, parallelism: 2, chunkKey: {} },
       checkpoint: { path: join(dir, 'checkpoint.sqlite') },
-      sink: { type: 'jsonl', path: join(dir, 'out.jsonl'), tombstones: true },
+      sink: { type: 'jsonl', path: join(dir, 'out.jsonl'), tombstones: true, schemaChanges: true },
       commit: { maxRecords: 10_000, maxDelayMs: 500 },
       metrics: { host: '127.0.0.1' },
       errors: { mode: 'fail' },

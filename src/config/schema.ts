@@ -210,6 +210,8 @@ const validAt =
     !payload.issues.some((issue) => paths.some((p) => (issue.path ?? []).every((k, i) => i >= p.length || k === p[i])));
 
 const tombstones = bool.default(true);
+// Schema change events on the topic `<name>` (`<topicPrefix>` in Kafka).
+const schemaChanges = bool.default(true);
 
 // Kafka's own rule for topic names; tidemark derives `<topicPrefix>.<db>.<table>` and `<topicPrefix>.tidemark.offsets` from it.
 const topicPrefix = z.string().regex(/^[a-zA-Z0-9_.-]{1,200}$/, {
@@ -231,6 +233,7 @@ const kafkaSinkSchema = strict({
   // The broker refuses a transaction timeout above its transaction.max.timeout.ms (15 minutes by default).
   transactionTimeoutMs: int(1000, 900_000).default(60_000),
   tombstones,
+  schemaChanges,
   acks: z.preprocess((v) => (typeof v === 'string' && /^-?\d+$/.test(v) ? Number(v) : v), z.literal([-1, 0, 1])).default(-1),
   // kafkajs has only gzip built in; snappy, lz4 and zstd need codecs registered from outside it.
   compression: z.enum(['none', 'gzip']).default('none'),
@@ -273,10 +276,10 @@ const discardAlias = (sink: unknown): unknown => (isRecord(sink) && (sink.type =
 const sinkSchema = z.preprocess(
   discardAlias,
   z.discriminatedUnion('type', [
-    strict({ type: z.literal('jsonl'), path: nonEmpty, tombstones }),
-    strict({ type: z.literal('stdout'), tombstones }),
+    strict({ type: z.literal('jsonl'), path: nonEmpty, tombstones, schemaChanges }),
+    strict({ type: z.literal('stdout'), tombstones, schemaChanges }),
     // Discards everything: for measuring tidemark without a sink's cost (bench/).
-    strict({ type: z.literal('discard'), tombstones }),
+    strict({ type: z.literal('discard'), tombstones, schemaChanges }),
     kafkaSinkSchema,
   ]),
 );

@@ -1,5 +1,5 @@
 import { deadLetterJson } from './dead-letter.js';
-import type { ChangeEvent, DeadLetter, EventSource, OutputRecord, RowEvent } from './event.js';
+import type { ChangeEvent, DeadLetter, EventSource, OutputRecord, RowEvent, SchemaChange } from './event.js';
 
 const VERSION = '0.1.0';
 
@@ -8,6 +8,8 @@ export interface EnvelopeOptions {
   name: string;
   /** Emit a tombstone (value null) after each delete, for log compaction. */
   tombstones: boolean;
+  /** Emit schema change events on the topic `<name>`. */
+  schemaChanges: boolean;
 }
 
 /** Text shared by every record of one table, built once. */
@@ -65,6 +67,10 @@ export class DebeziumEncoder {
       out.push(this.deadLetter(e, nowMs));
       return;
     }
+    if (e.op === 'schema') {
+      if (this.opts.schemaChanges) out.push(this.schemaChange(e, nowMs));
+      return;
+    }
     const p = this.piecesFor(e);
     const s = e.source;
     if (s !== this.lastSource || p !== this.lastSourceTable) {
@@ -94,6 +100,48 @@ export class DebeziumEncoder {
       tsMs: nowMs,
     });
     return { topic: this.deadLetterTopic, key: e.key ?? json({ db: e.db, table: e.table }), value, dead: true };
+  }
+
+  /**
+   * A schema change on the connector's own topic, keyed by database, in the shape of Debezium's schema change
+   * events (`databaseName`, `ddl`, `tableChanges` with the table's columns after the statement).
+   */
+  private schemaChange(e: SchemaChange, nowMs: number): OutputRecord {
+    const s = e.source;
+    const table = e.schema && {
+      primaryKeyColumnNames: e.schema.primaryKey,
+      columns: e.schema.columns.map((c, i) => ({
+        name: c.name,
+        typeName: c.dataType.toUpperCase(),
+        typeExpression: c.columnType,
+        charsetName: c.charset,
+        collationName: c.collation,
+        length: c.dataType === 'decimal' || c.dataType === 'bit' ? c.numericPrecision : null,
+        scale: c.dataType === 'decimal' ? c.numericScale : c.datetimePrecision,
+        position: i + 1,
+        optional: c.nullable,
+        unsigned: c.unsigned,
+      })),
+    };
+    const value = {
+      source: {
+        version: VERSION,
+        connector: 'mysql',
+        name: this.opts.name,
+        ts_ms: s.tsMs,
+        db: e.db,
+        table: e.table,
+        server_id: s.serverId,
+        gtid: s.gtid,
+        file: s.file,
+        pos: s.pos,
+      },
+      ts_ms: nowMs,
+      databaseName: e.db,
+      ddl: e.ddl,
+      tableChanges: [{ type: e.kind.toUpperCase(), id: `"${e.db}"."${e.table}"`, table }],
+    };
+    return { topic: this.opts.name, key: json({ databaseName: e.db }), value: json(value) };
   }
 
   /** Where dead letters go: `<name>.tidemark.dead`. */

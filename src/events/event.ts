@@ -1,9 +1,26 @@
+import type { TableSchema } from '../source/schema.js';
+
 /**
  * A captured change (ARCHITECTURE §5). Key and row images are already canonical JSON text: every
  * sink writes JSON, and writing it straight from the reader's row (RowWriter) is what keeps the
  * snapshot fast.
  */
-export type ChangeEvent = RowEvent | DeadLetter;
+export type ChangeEvent = RowEvent | DeadLetter | SchemaChange;
+
+/**
+ * A DDL statement that changed a captured table, with the table's columns after it (null: dropped, or renamed
+ * away), in the same sink commit as the changes around it (ARCHITECTURE §5, schema history).
+ */
+export interface SchemaChange {
+  op: 'schema';
+  db: string;
+  table: string;
+  kind: 'create' | 'alter' | 'drop';
+  ddl: string;
+  schema: TableSchema | null;
+  row: number;
+  source: EventSource;
+}
 
 export interface RowEvent {
   op: 'c' | 'u' | 'd' | 'r' | 't';

@@ -478,11 +478,16 @@ export class KafkaSink implements Sink {
     return { table: `${db}.${table}`, value };
   }
 
-  /** `<name>.<db>.<table>` → `<topicPrefix>.<db>.<table>`, with characters Kafka refuses in a topic name replaced by `_`. */
+  /**
+   * `<name>.<db>.<table>` → `<topicPrefix>.<db>.<table>`, and the schema change topic `<name>` → `<topicPrefix>`
+   * (Debezium's naming), with characters Kafka refuses in a topic name replaced by `_`.
+   */
   private topicOf(recordTopic: string): string {
     let topic = this.topicNames.get(recordTopic);
     if (topic === undefined) {
-      if (!recordTopic.startsWith(`${this.name}.`)) throw new Error(`record topic ${recordTopic} does not start with the connector name ${this.name}`);
+      if (recordTopic !== this.name && !recordTopic.startsWith(`${this.name}.`)) {
+        throw new Error(`record topic ${recordTopic} does not start with the connector name ${this.name}`);
+      }
       topic = (this.topicPrefix + recordTopic.slice(this.name.length)).replace(/[^a-zA-Z0-9._-]/g, '_');
       this.topicNames.set(recordTopic, topic);
     }

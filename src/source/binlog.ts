@@ -3,6 +3,7 @@ import ZongJi from '@vlasky/zongji';
 import { errorOf, isConnectionLoss, SourceError } from '../errors.js';
 import { BINLOG_CONNECTION_OPTIONS } from '../events/values.js';
 import { keepRawBytes } from './binlog-columns.js';
+import { isDdl, parseDdl } from './ddl.js';
 import { comparePositions, type Position } from './position.js';
 import { connectionOptions, type SourceSettings } from './server.js';
 
@@ -54,6 +55,8 @@ export type StartAt = { file: string; pos: number } | { gtidSet: string };
 
 export interface BinlogReaderOptions {
   source: SourceSettings;
+  /** Which grammar DDL statements are read with. */
+  flavour: 'mysql' | 'mariadb';
   serverId: number;
   start: StartAt;
   /** Tables whose row events are decoded; others are skipped by zongji before decoding. */
@@ -77,9 +80,6 @@ const xaKey = (gtridHex: string, bqualHex: string, formatId: number | string): s
  * reported position can end on one of them, so `--until-caught-up` must count them.
  */
 const BOUNDARY_EVENTS = ['heartbeat', 'rotate', 'format', 'previousgtids', 'mariadbgtidlist', 'binlogcheckpoint'];
-
-const TRUNCATE = /^\s*TRUNCATE\s+(?:TABLE\s+)?(?:`?([^`.\s]+)`?\s*\.\s*)?`?([^`\s;]+)`?/i;
-const DDL = /^\s*(ALTER|CREATE|DROP|RENAME|TRUNCATE)\b/i;
 
 /**
  * Follows the binlog with zongji and hands over whole transactions with the exact resume
@@ -275,13 +275,12 @@ export class BinlogReader {
       this.xaEnd(evt, xa);
       return;
     }
-    if (DDL.test(sql)) {
+    if (isDdl(sql)) {
       const tx = this.open(evt);
       tx.ddl.push({ db: evt.schema, sql });
-      const t = TRUNCATE.exec(sql);
-      if (t) {
-        const table = { db: t[1] ?? evt.schema, table: t[2]! };
-        if (this.opts.tables.some((c) => c.db === table.db && c.table === table.table)) tx.truncates.push(table);
+      const change = parseDdl(sql, evt.schema, this.opts.flavour);
+      if (change.kind === 'truncate') {
+        for (const table of change.tables) if (this.opts.tables.some((c) => c.db === table.db && c.table === table.table)) tx.truncates.push(table);
       }
       // A DDL statement commits on its own: it has no Xid event.
       this.commit(evt);

@@ -159,14 +159,14 @@ export async function readChunk(
   const rows = new Map<string, string>();
   for (let i = 0; i < selected.keys.length; i++) rows.set(selected.keys[i]!, selected.rows[i]!);
   const start = inFlight && executed !== undefined ? { gtidSet: executed } : { file: lw.file, pos: lw.pos };
-  const txs = await readBinlogRange(ctx.source, backfillServerId, start, hw, table.schema);
+  const txs = await readBinlogRange(ctx, backfillServerId, start, hw, table.schema);
   const backfilled = await applyBackfill(table, chunk, rows, txs, selected.failed);
   return { lw, hw, keys: [...rows.keys()], rows: [...rows.values()], failed: selected.failed, backfilled };
 }
 
 /** Collects the committed transactions from `start` up to and including position `hw`. */
 function readBinlogRange(
-  source: SourceSettings,
+  ctx: ChunkReaderContext,
   serverId: number,
   start: { file: string; pos: number } | { gtidSet: string },
   hw: Position,
@@ -184,7 +184,8 @@ function readBinlogRange(
     };
     const reached = (p: Position) => comparePositions(p, hw) >= 0;
     const reader = new BinlogReader({
-      source,
+      source: ctx.source,
+      flavour: ctx.flavour,
       serverId,
       start,
       tables: [{ db: schema.db, table: schema.table }],

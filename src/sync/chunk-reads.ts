@@ -5,7 +5,7 @@ import pRetry from 'p-retry';
 import type { ChunkRecord } from '../checkpoint/store.js';
 import { errorOf, isConnectionLoss, isRetriable, SourceError } from '../errors.js';
 import { failedRow } from '../events/dead-letter.js';
-import type { ChangeEvent } from '../events/event.js';
+import type { DeadLetter, RowEvent } from '../events/event.js';
 import { XaPrepareMissing } from '../source/binlog.js';
 import { ChunkSplitter } from '../source/chunker.js';
 import { preparedXa, type SourceLink } from '../source/server.js';
@@ -14,6 +14,9 @@ import type { RunParts } from './options.js';
 import type { CapturedTable } from './table-registry.js';
 
 export type ChunkQueue = { next(): Promise<IteratorResult<{ table: CapturedTable; chunk: ChunkRecord }>> };
+
+/** Reads of one chunk whose table keeps changing under it, before its last read is kept. */
+const SCHEMA_CHANGE_TRIES = 5;
 
 /** Reads of one chunk after a lost connection, before the run stops. */
 const CHUNK_READ_ATTEMPTS = 5;
@@ -28,7 +31,7 @@ export function chunkQueue(parts: RunParts, todo: CapturedTable[]): ChunkQueue {
       for (const c of existing) if (c.status === 'pending') yield { table: t, chunk: c };
       const last = existing[existing.length - 1];
       if (last && last.hi === null) continue;
-      const codec = await registry.codec(t);
+      const codec = await registry.snapshotCodec(t);
       const splitter = await ChunkSplitter.create(conn, t.schema, codec.keyColumns, config.snapshot.chunkSize, progress.get(t.name)?.rowsEstimate ?? 0);
       let idx = existing.length;
       let lo = last ? last.hi : null;
@@ -65,16 +68,22 @@ export async function readChunkEvents(
   table: CapturedTable,
   chunk: ChunkRecord,
   backfillServerId: number,
-): Promise<{ events: ChangeEvent[]; result: ChunkRows }> {
+): Promise<{ events: (RowEvent | DeadLetter)[]; result: ChunkRows }> {
   const { info, config, registry, observer, log, signal } = parts;
-  const codec = await registry.codec(table);
+  let codec = await registry.snapshotCodec(table);
   const ctx = { flavour: info.identity.flavour, gtidMode: info.gtidMode, source: config.source };
   // An XA COMMIT in the backfill whose XA PREPARE came before the low watermark: read again, the commit is then behind it.
   const readAgain = (err: Error) => (isRetriable(err) || err instanceof XaPrepareMissing) && !signal?.aborted;
   const read = async () => {
     const conn = await link.get();
     await waitForPreparedXa(conn, parts);
-    return readChunk(ctx, conn, codec, chunk, backfillServerId);
+    // A DDL statement that ran while the chunk was read leaves rows of the old columns: read it again with the new ones.
+    for (let tries = 1; ; tries++) {
+      const rows = await readChunk(ctx, conn, codec, chunk, backfillServerId);
+      if (!(await registry.snapshotSchemaChanged(table, codec)) || tries >= SCHEMA_CHANGE_TRIES) return rows;
+      log('table changed while a chunk was read; reading it again', { table: table.name, chunk: chunk.idx });
+      codec = await registry.snapshotCodec(table);
+    }
   };
   const result = await pRetry(read, {
     retries: CHUNK_READ_ATTEMPTS - 1,
@@ -96,7 +105,7 @@ export async function readChunkEvents(
   const { db, table: name } = table.schema;
   const source = { file: result.hw.file, pos: result.hw.pos, gtid: null, serverId: 0, tsMs: Date.now(), snapshot: true };
   const { keys, rows, failed } = result;
-  const events = new Array<ChangeEvent>(rows.length);
+  const events = new Array<RowEvent | DeadLetter>(rows.length);
   for (let i = 0; i < rows.length; i++) events[i] = { op: 'r', db, table: name, key: keys[i]!, before: null, after: rows[i]!, row: i, source };
   for (const f of failed) events.push(failedRow(parts.config.errors.mode, f, source, events.length));
   return { events, result };

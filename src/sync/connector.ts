@@ -6,6 +6,7 @@ import { SourceError } from '../errors.js';
 import { DebeziumEncoder } from '../events/debezium.js';
 import type { Log } from '../ops/logger.js';
 import { createSink } from '../sink/create.js';
+import { loadCharsets } from '../source/schema.js';
 import { connect, controlPool, currentPosition, inspectServer, type ServerInfo } from '../source/server.js';
 import { Committer } from './committer.js';
 import { runInitialSnapshot } from './initial-snapshot.js';
@@ -25,15 +26,20 @@ export async function runSync(config: Config, opts: SyncOptions = {}): Promise<v
     // Everything that can refuse the source runs before the checkpoint or the sink is touched.
     const info = await inspectServer(conn);
     refuseWithoutGtids(config, info);
-    const registry = new TableRegistry(pool, await TableRegistry.load(conn, config));
+    const schemaContext = { flavour: info.identity.flavour, charsets: await loadCharsets(conn) };
+    const registry = new TableRegistry(pool, await TableRegistry.load(conn, config), config, schemaContext);
     store = CheckpointStore.open(config.checkpoint.path);
     const sameServer = await checkIdentity(conn, store, info, log);
-    const encoder = new DebeziumEncoder({ name: config.name, tombstones: config.sink.tombstones });
+    const encoder = new DebeziumEncoder({ name: config.name, tombstones: config.sink.tombstones, schemaChanges: config.sink.schemaChanges });
     const committer = new Committer(store, sink, encoder, (table, reason) => opts.observer?.deadLettered?.(table, reason));
     await committer.recover();
     store.setSourceIdentity(info.identity);
 
     await planTables(conn, config, store, info, registry.tables, log);
+    // The stream decodes each table by the version in force where it resumes, not by the server's columns now.
+    registry.adoptHistory(store);
+    const resumeAt = store.streamRestart() ?? store.streamPosition();
+    if (resumeAt) store.trimSchemaHistory(resumeAt);
     const planned = store.tables();
     opts.observer?.tablesPlanned?.(
       planned.map((t) => ({

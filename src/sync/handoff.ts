@@ -84,6 +84,11 @@ export class HandoffFilter {
     if (this.tables.get(name)?.inProgress === false) this.tables.delete(name);
   }
 
+  /** A table no longer captured, or snapshotted afresh: no filter for it. */
+  forget(name: string): void {
+    this.tables.delete(name);
+  }
+
   /** The table's first snapshot inside the stream is complete: uncovered keys pass from now on. */
   finishTable(name: string): void {
     const t = this.tables.get(name);

@@ -114,6 +114,7 @@ describe('KafkaSink against the broker', () => {
     exactlyOnce: true,
     transactionTimeoutMs: 60_000,
     tombstones: true,
+    schemaChanges: true,
     acks: -1,
     compression: 'gzip',
     maxRecordBytes: 1_000_000,

@@ -84,7 +84,7 @@ metrics:
       },
       snapshot: { mode: 'when_needed', chunkSize: 1000, parallelism: 4, chunkKey: { 'shop.events': ['event_id'] } },
       checkpoint: { path: '/var/lib/tidemark/shop.sqlite' },
-      sink: { type: 'jsonl', path: '/var/out/shop.jsonl', tombstones: false },
+      sink: { type: 'jsonl', path: '/var/out/shop.jsonl', tombstones: false, schemaChanges: true },
       commit: { maxRecords: 50, maxDelayMs: 100 },
       metrics: { port: 9464, host: '127.0.0.1' },
       errors: { mode: 'fail' },
@@ -97,7 +97,7 @@ metrics:
     expect(config.source).toMatchObject({ host: '127.0.0.1', port: 3306, user: 'cdc', password: '', connectTimeoutMs: 10_000 });
     expect(config.snapshot).toEqual({ mode: 'initial', chunkSize: 8192, parallelism: 2, chunkKey: {} });
     expect(config.checkpoint.path).toBe(join(dir, 'data', 'shop-cdc.sqlite'));
-    expect(config.sink).toEqual({ type: 'stdout', tombstones: true });
+    expect(config.sink).toEqual({ type: 'stdout', tombstones: true, schemaChanges: true });
     expect(config.commit).toEqual({ maxRecords: 10_000, maxDelayMs: 50 });
     expect(config.metrics).toEqual({ host: '127.0.0.1' });
   });
@@ -166,7 +166,7 @@ snapshot:
     const config = loadConfig(file, { USER: 'cdc', PW: 'pw', PORT: '3307', DB: 'shop', EMPTY: '', TOMBSTONES: 'false', PAR: '3' });
     expect(config.name).toBe('fallback');
     expect(config.source).toMatchObject({ host: 'localhost', port: 3307, user: 'cdc', password: 'pw', tables: ['shop.orders'] });
-    expect(config.sink).toEqual({ type: 'jsonl', path: '/out/${literal}-x.jsonl', tombstones: false });
+    expect(config.sink).toEqual({ type: 'jsonl', path: '/out/${literal}-x.jsonl', tombstones: false, schemaChanges: true });
     expect(config.snapshot.parallelism).toBe(3);
   });
 
@@ -200,7 +200,7 @@ snapshot:
 
   it('checks the keys of each sink type on its own', () => {
     const err = failure(MINIMAL.replace('type: stdout', 'type: stdout\n  path: out.jsonl'));
-    expect(err.problems).toEqual(['sink.path: unknown key (allowed: type, tombstones)']);
+    expect(err.problems).toEqual(['sink.path: unknown key (allowed: type, tombstones, schemaChanges)']);
   });
 
   it('rejects a value of the wrong type', () => {
@@ -220,7 +220,7 @@ snapshot:
 
   it('reads the discard sink under its old name null, quoted or as YAML null', () => {
     for (const type of ['discard', "'null'", 'null', '~']) {
-      expect(loadConfig(write(MINIMAL.replace('type: stdout', `type: ${type}`))).sink).toEqual({ type: 'discard', tombstones: true });
+      expect(loadConfig(write(MINIMAL.replace('type: stdout', `type: ${type}`))).sink).toEqual({ type: 'discard', tombstones: true, schemaChanges: true });
     }
   });
 
@@ -318,6 +318,7 @@ describe('kafka sink config', () => {
       exactlyOnce: true,
       transactionTimeoutMs: 60_000,
       tombstones: true,
+      schemaChanges: true,
       acks: -1,
       compression: 'none',
       maxRecordBytes: 1_000_000,
@@ -351,6 +352,7 @@ sasl:
       exactlyOnce: false,
       transactionTimeoutMs: 120_000,
       tombstones: false,
+      schemaChanges: true,
       acks: 1,
       compression: 'gzip',
       maxRecordBytes: 1_000_000,
@@ -407,7 +409,7 @@ sasl: { mechanism: gssapi }`),
 
   it('lists the kafka keys for an unknown one', () => {
     expect(failure(kafka('type: kafka\nbrokers: [k:9092]\npath: out.jsonl')).problems).toEqual([
-      'sink.path: unknown key (allowed: type, brokers, topicPrefix, exactlyOnce, transactionTimeoutMs, tombstones, acks, compression, maxRecordBytes, topic, clientId, ssl, sasl)',
+      'sink.path: unknown key (allowed: type, brokers, topicPrefix, exactlyOnce, transactionTimeoutMs, tombstones, schemaChanges, acks, compression, maxRecordBytes, topic, clientId, ssl, sasl)',
     ]);
   });
 });

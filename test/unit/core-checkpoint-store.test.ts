@@ -47,12 +47,12 @@ describe('opening', () => {
   it('creates the file and its directories, migrates to the latest user_version and uses WAL', () => {
     const store = openStore();
     expect(existsSync(path)).toBe(true);
-    expect(raw((db) => db.pragma('user_version', { simple: true }))).toBe(2);
+    expect(raw((db) => db.pragma('user_version', { simple: true }))).toBe(3);
     expect(raw((db) => db.pragma('journal_mode', { simple: true }))).toBe('wal');
     const tables = raw((db) =>
       (db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").all() as { name: string }[]).map((r) => r.name),
     );
-    expect(tables).toEqual(['chunks', 'commits', 'meta', 'snapshot_requests', 'tables']);
+    expect(tables).toEqual(['chunks', 'commits', 'meta', 'schema_history', 'snapshot_requests', 'tables']);
     expect(store.lastCommittedSeq()).toBe(0);
     expect(store.pendingCommit()).toBeUndefined();
     expect(store.streamPosition()).toBeUndefined();
@@ -66,7 +66,7 @@ describe('opening', () => {
     closeStore(openStore());
     // A second CREATE TABLE would throw "table meta already exists".
     const again = openStore();
-    expect(raw((db) => db.pragma('user_version', { simple: true }))).toBe(2);
+    expect(raw((db) => db.pragma('user_version', { simple: true }))).toBe(3);
     expect(again.tables()).toEqual([]);
   });
 

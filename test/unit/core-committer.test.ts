@@ -44,7 +44,7 @@ function openSink(): JsonlSink {
   return s;
 }
 
-const encoder = new DebeziumEncoder({ name: 'tm', tombstones: false });
+const encoder = new DebeziumEncoder({ name: 'tm', tombstones: false, schemaChanges: true });
 const pos = (n: number): Position => ({ file: 'binlog.000004', pos: n });
 
 function change(id: number): ChangeEvent {

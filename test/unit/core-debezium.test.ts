@@ -39,11 +39,11 @@ function encode(enc: DebeziumEncoder, e: ChangeEvent): Parsed[] {
 }
 
 describe('DebeziumEncoder', () => {
-  const enc = new DebeziumEncoder({ name: 'tm', tombstones: true });
+  const enc = new DebeziumEncoder({ name: 'tm', tombstones: true, schemaChanges: true });
 
   it('names topics <name>.<db>.<table>', () => {
     expect(enc.topic('shop', 'orders')).toBe('tm.shop.orders');
-    expect(new DebeziumEncoder({ name: 'prod-eu', tombstones: false }).topic('a_b', 'c')).toBe('prod-eu.a_b.c');
+    expect(new DebeziumEncoder({ name: 'prod-eu', tombstones: false, schemaChanges: true }).topic('a_b', 'c')).toBe('prod-eu.a_b.c');
   });
 
   it('writes the full envelope of an update', () => {
@@ -131,7 +131,7 @@ describe('DebeziumEncoder', () => {
   });
 
   it('writes no tombstone when disabled, and none for other ops', () => {
-    const off = new DebeziumEncoder({ name: 'tm', tombstones: false });
+    const off = new DebeziumEncoder({ name: 'tm', tombstones: false, schemaChanges: true });
     expect(encode(off, event('d'))).toHaveLength(1);
     expect(encode(off, event('d'))[0]!.value).not.toBeNull();
     for (const op of ['c', 'u', 'r', 't'] as const) expect(encode(enc, event(op)), op).toHaveLength(1);

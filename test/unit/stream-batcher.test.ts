@@ -100,7 +100,7 @@ describe('Batcher', () => {
   it('carries the tables a transaction truncated, at its end, into the commit', async () => {
     const { committer, commits } = fakeCommitter();
     const b = new Batcher(committer, limits, { countOps: false, committed: () => {}, failed: () => {} });
-    b.addTransaction([event('t')], at(10), 1, undefined, ['d.t']);
+    b.addTransaction([event('t')], at(10), 1, { truncated: ['d.t'] });
     b.addTransaction([event('c')], at(20), 2);
     const flushed = b.flush();
     await new Promise((r) => setTimeout(r, 0));

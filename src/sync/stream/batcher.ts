@@ -1,9 +1,15 @@
-import type { CheckpointUpdate } from '../../checkpoint/store.js';
+import type { CheckpointUpdate, SchemaVersion } from '../../checkpoint/store.js';
 import type { ChangeEvent } from '../../events/event.js';
 import type { Position } from '../../source/position.js';
 import type { Committer } from '../committer.js';
 
 export type ChunkDone = NonNullable<CheckpointUpdate['chunksDone']>[number];
+
+export interface TransactionExtras {
+  restart?: Position | undefined;
+  truncated?: string[];
+  schemaVersions?: SchemaVersion[];
+}
 
 export interface CommitLimits {
   /** A commit is due at this many events ... */
@@ -55,6 +61,7 @@ export class Batcher {
   private lastCommitMs = 0;
   private chunksDone: ChunkDone[] = [];
   private truncates: { table: string; at: Position }[] = [];
+  private schemaVersions: SchemaVersion[] = [];
   private committing: Promise<void> = Promise.resolve();
   failure: Error | null = null;
   /** Whether any commit of this run has finished. */
@@ -68,11 +75,13 @@ export class Batcher {
 
   /**
    * A whole transaction's events (possibly none left after filtering), ending at `end`; `restart` as in
-   * BinlogTransaction; `truncated` names the tables it truncated.
+   * BinlogTransaction; `truncated` names the tables it truncated, `schemaVersions` the column versions its DDL began.
    */
-  addTransaction(events: ChangeEvent[], end: Position, sourceTsMs: number, restart?: Position, truncated: string[] = []): void {
+  addTransaction(events: ChangeEvent[], end: Position, sourceTsMs: number, extra: TransactionExtras = {}): void {
+    const { restart, truncated = [], schemaVersions = [] } = extra;
     this.addEvents(events);
     for (const table of truncated) this.truncates.push({ table, at: end });
+    for (const v of schemaVersions) this.schemaVersions.push(v);
     this.end = end;
     this.restart = restart;
     this.sourceTsMs = sourceTsMs;
@@ -125,6 +134,8 @@ export class Batcher {
     const chunksDone = this.chunksDone;
     const truncates = this.truncates;
     this.truncates = [];
+    const schemaVersions = this.schemaVersions;
+    this.schemaVersions = [];
     this.events = [];
     this.end = null;
     this.chunksDone = [];
@@ -137,6 +148,7 @@ export class Batcher {
       ...(sourceTsMs === undefined ? {} : { sourceTsMs }),
       ...(chunksDone.length > 0 ? { chunksDone } : {}),
       ...(truncates.length > 0 ? { truncates } : {}),
+      ...(schemaVersions.length > 0 ? { schemaVersions } : {}),
     };
     // Counted now, so the events can be collected while the sink writes them.
     const byOp = new Map<string, number>();

@@ -21,6 +21,8 @@ export class BinlogTail {
   private failure: Error | null = null;
   /** Items the reader queued before it failed: whole transactions, still handed out. */
   private queuedBeforeFailure = 0;
+  /** The captured tables changed: read again from the last item, which the reader decodes by table. */
+  private reread = false;
   private wake: (() => void) | null = null;
   /** The end of the last item handed out: a reconnect resumes right after it. */
   lastReceived: Position = { file: '', pos: 0 };
@@ -46,6 +48,7 @@ export class BinlogTail {
    * not retriable.
    */
   async next(): Promise<BinlogItem | undefined> {
+    if (this.reread) await this.readAgain();
     for (;;) {
       if (this.failure && this.queuedBeforeFailure === 0) {
         await this.reconnect();
@@ -61,6 +64,22 @@ export class BinlogTail {
       this.restart = item.restart;
       return item;
     }
+  }
+
+  /**
+   * After the item just handed out, the reader's table list is stale (a table came into or left the captured
+   * set): what it queued beyond was decoded for the old list, so it is dropped and read again.
+   */
+  rereadAfterCurrent(): void {
+    this.reread = true;
+  }
+
+  private async readAgain(): Promise<void> {
+    this.reread = false;
+    this.reader?.stop();
+    this.queue.clear();
+    this.failure = null;
+    await this.connect(this.restart ?? this.lastReceived);
   }
 
   get empty(): boolean {
@@ -107,6 +126,7 @@ export class BinlogTail {
   private async connect(from: Position): Promise<void> {
     const reader = new BinlogReader({
       source: this.parts.config.source,
+      flavour: this.parts.info.identity.flavour,
       serverId: serverIdRange(this.parts.config).first,
       start: this.startAt(from),
       tables: this.parts.registry.tables.map((t) => ({ db: t.schema.db, table: t.schema.table })),

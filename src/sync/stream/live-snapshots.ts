@@ -96,6 +96,40 @@ export class LiveSnapshots {
     await this.link?.end();
   }
 
+  /**
+   * A table that came into the captured set with rows (renamed in): snapshotted inside the stream like a table
+   * added to the config, its keys held back by the filter until their chunk is read.
+   */
+  async snapshotNewTable(table: CapturedTable): Promise<void> {
+    const { store, registry } = this.parts;
+    store.addTable(table.name, 'snapshotting', table.chunkKey, null);
+    await this.filter.addTable(table.name, [], (await registry.codec(table)).order, true);
+    this.start(table, false);
+  }
+
+  /**
+   * The table's primary key (its chunk key) changed. A snapshot of it in progress, or a hand-off whose chunk bounds
+   * are in the old key, cannot go on: the table is snapshotted again with the new key (a consumer sees its rows
+   * again as reads under the new key). A table fully streamed needs nothing: its events carry the new key from here.
+   */
+  async keyChanged(table: CapturedTable, filter: HandoffFilter): Promise<void> {
+    const inHandOff = filter.needsLookup(table.name, this.tail.lastReceived) !== undefined;
+    if (!inHandOff && !this.queue.some((q) => q.table.name === table.name) && this.held?.table !== table.name) return;
+    this.cancel(table.name);
+    filter.forget(table.name);
+    await this.batcher.flush();
+    const { store } = this.parts;
+    store.restartTableSnapshot(table.name, table.chunkKey, store.tables().find((t) => t.name === table.name)?.rowsEstimate ?? null, true);
+    this.start(table, true);
+  }
+
+  /** Stops a snapshot of a table that is no longer captured, or is to be snapshotted anew. */
+  cancel(name: string): void {
+    const i = this.queue.findIndex((q) => q.table.name === name);
+    if (i >= 0) this.queue.splice(i, 1);
+    if (this.held?.table === name) this.held = null;
+  }
+
   private start(table: CapturedTable, again: boolean): void {
     this.parts.log('snapshot while streaming starting', { table: table.name, again });
     this.queue.push({ table, chunks: chunkQueue(this.parts, [table]), again });

@@ -2,12 +2,18 @@
  * The stream: binlog tail → transaction events through the hand-off filter → batches → sink commits, with
  * snapshots while streaming read in between. Each part lives in its own file; this loop wires them.
  */
+import type { SchemaVersion } from '../../checkpoint/store.js';
+import { SourceError } from '../../errors.js';
+import type { EventSource, SchemaChange } from '../../events/event.js';
 import type { BinlogTransaction } from '../../source/binlog.js';
+import { parseDdl } from '../../source/ddl.js';
 import { comparePositions, formatPosition, type Position } from '../../source/position.js';
-import { lagBytes } from '../../source/server.js';
+import { UnappliedDdl } from '../../source/schema-change.js';
+import { currentPosition, lagBytes } from '../../source/server.js';
 import { reportChunk } from '../chunk-reads.js';
 import { type HandoffFilter, handoffFilter } from '../handoff.js';
 import type { RunParts } from '../options.js';
+import type { CapturedTable } from '../table-registry.js';
 import { Batcher, type CommitSummary } from './batcher.js';
 import { BinlogTail } from './binlog-tail.js';
 import { LiveSnapshots } from './live-snapshots.js';
@@ -101,19 +107,62 @@ class Streamer {
     // The hand-off of a truncated table is over, in this run and (through the commit) after a restart.
     const truncated = tx.truncates.map((t) => `${t.db}.${t.table}`);
     for (const name of truncated) this.filter.truncated(name);
-    if (tx.ddl.length > 0) await this.refreshSchemas(tx);
-    this.batcher.addTransaction(events, tx.end, tx.tsMs, tx.restart, truncated);
+    const schema = tx.ddl.length > 0 ? await this.schemaChanges(tx, events.length) : { events: [], versions: [] };
+    this.batcher.addTransaction([...events, ...schema.events], tx.end, tx.tsMs, { restart: tx.restart, truncated, schemaVersions: schema.versions });
   }
 
-  /** DDL on a captured table: later row images follow the new column list. */
-  private async refreshSchemas(tx: BinlogTransaction): Promise<void> {
-    const { registry, log } = this.parts;
+  /**
+   * DDL on captured tables: their next column versions (committed with this transaction), schema change events,
+   * and the tables that start or stop being captured (ARCHITECTURE §4, schema history).
+   */
+  private async schemaChanges(tx: BinlogTransaction, firstRow: number): Promise<{ events: SchemaChange[]; versions: SchemaVersion[] }> {
+    const { registry, log, info, conn, store } = this.parts;
+    const source: EventSource = { file: tx.end.file, pos: tx.end.pos, gtid: tx.gtid, serverId: info.serverId, tsMs: tx.tsMs, snapshot: false };
+    const events: SchemaChange[] = [];
+    const versions: SchemaVersion[] = [];
+    const caughtUp = async () => comparePositions(await currentPosition(conn, info.identity.flavour), tx.end) <= 0;
     for (const d of tx.ddl) {
-      for (const t of registry.touchedBy(d)) {
-        log('schema change', { table: t.name, sql: d.sql.slice(0, 200) });
-        await registry.reloadSchema(t);
+      const change = parseDdl(d.sql, d.db, info.identity.flavour);
+      const outcome = await registry.applyDdl(change, d.sql, tx.end, caughtUp).catch((err: unknown) => {
+        if (!(err instanceof UnappliedDdl)) throw err;
+        throw new SourceError(
+          `${err.message} (at ${formatPosition(tx.end)}). tidemark stopped rather than encode rows with the wrong columns. ` +
+            'Leave the table out of source.tables, or `tidemark reset` and snapshot again once the statement is behind you.',
+        );
+      });
+      versions.push(...outcome.versions);
+      const event = (t: CapturedTable, kind: SchemaChange['kind'], schema: SchemaChange['schema']): SchemaChange => ({
+        op: 'schema',
+        db: t.schema.db,
+        table: t.schema.table,
+        kind,
+        ddl: d.sql,
+        schema,
+        row: firstRow + events.length,
+        source,
+      });
+      for (const t of outcome.dropped) {
+        events.push(event(t, 'drop', null));
+        this.filter.forget(t.name);
+        this.live.cancel(t.name);
+        store.forgetTable(t.name);
+        log('table no longer captured', { table: t.name, sql: d.sql.slice(0, 200) });
       }
+      for (const t of outcome.changed) {
+        events.push(event(t, 'alter', t.schema));
+        log('schema change', { table: t.name, sql: d.sql.slice(0, 200) });
+      }
+      for (const { table, existingRows, renamedFrom } of outcome.created) {
+        events.push(event(table, 'create', table.schema));
+        log('table captured', { table: table.name, renamedFrom, sql: d.sql.slice(0, 200) });
+        // A table created empty is all in the binlog from here on; one renamed in brings rows to snapshot.
+        if (existingRows) await this.live.snapshotNewTable(table);
+        else store.addTable(table.name, 'streaming', table.chunkKey, 0);
+      }
+      for (const t of outcome.keyChanged) await this.live.keyChanged(t, this.filter);
+      if (outcome.created.length > 0 || outcome.dropped.length > 0) this.tail.rereadAfterCurrent();
     }
+    return { events, versions };
   }
 
   private async committed({ end, sourceTsMs, chunksDone, byOp }: CommitSummary): Promise<void> {

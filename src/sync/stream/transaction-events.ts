@@ -6,7 +6,7 @@
 
 import type { ErrorMode } from '../../errors.js';
 import { failedRow, keyOrNull } from '../../events/dead-letter.js';
-import type { ChangeEvent, EventSource } from '../../events/event.js';
+import type { DeadLetter, EventSource, RowEvent } from '../../events/event.js';
 import type { BinlogTransaction, RowChange } from '../../source/binlog.js';
 import { keyOf, type SnapshotTable } from '../../source/snapshot.js';
 import type { HandoffFilter } from '../handoff.js';
@@ -50,8 +50,14 @@ async function prepareFilterKeys(changes: ResolvedChange[], filter: HandoffFilte
  * update that changes the key is a delete of the old key and a create of the new one, each judged on its
  * own chunk. Every event shares one source object.
  */
-export function transactionEvents(tx: BinlogTransaction, changes: ResolvedChange[], filter: HandoffFilter, serverId: number, errors: ErrorMode): ChangeEvent[] {
-  const events: ChangeEvent[] = [];
+export function transactionEvents(
+  tx: BinlogTransaction,
+  changes: ResolvedChange[],
+  filter: HandoffFilter,
+  serverId: number,
+  errors: ErrorMode,
+): (RowEvent | DeadLetter)[] {
+  const events: (RowEvent | DeadLetter)[] = [];
   const source: EventSource = { file: tx.end.file, pos: tx.end.pos, gtid: tx.gtid, serverId, tsMs: tx.tsMs, snapshot: false };
   let row = 0;
   for (const t of tx.truncates) events.push({ op: 't', db: t.db, table: t.table, key: '{}', before: null, after: null, row: row++, source });
