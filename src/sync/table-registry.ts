@@ -10,7 +10,7 @@ import { SourceError } from '../errors.js';
 import { keyColumnsOf } from '../source/chunker.js';
 import type { DdlChange, TableRef } from '../source/ddl.js';
 import { KeyOrder } from '../source/key-order.js';
-import type { Position } from '../source/position.js';
+import { comparePositions, type Position } from '../source/position.js';
 import { chunkKeyProblem, loadTableSchemas, type TableSchema, uniqueIndexes } from '../source/schema.js';
 import { applyAlter, createdSchema, type SchemaContext, UnappliedDdl } from '../source/schema-change.js';
 import { listTables } from '../source/server.js';
@@ -36,6 +36,8 @@ export class TableRegistry {
   /** Encoders per column version: a version's are built once, and old ones stay valid for whoever holds them. */
   private readonly codecs = new WeakMap<TableSchema, SnapshotTable>();
   private readonly snapshotSchemas = new Map<string, TableSchema>();
+  /** Tables whose version was read from the server at this position, ahead of the stream (renamed in while it was behind). */
+  private readonly schemaFrom = new Map<string, Position>();
 
   /** `conn` answers the schema and sort-weight queries of a long run: a pool, so a lost connection is replaced. */
   constructor(
@@ -139,13 +141,14 @@ export class TableRegistry {
    * for the output, and tables that start or stop being captured. `caughtUp` tells whether the stream is at the
    * server's head, where the server's own definitions are the ones at `at`.
    */
-  async applyDdl(change: DdlChange, sql: string, at: Position, caughtUp: () => Promise<boolean>): Promise<DdlOutcome> {
+  async applyDdl(change: DdlChange, sql: string, at: Position, serverPosition: () => Promise<Position>): Promise<DdlOutcome> {
+    const caughtUp = async () => comparePositions(await serverPosition(), at) <= 0;
     const out: DdlOutcome = { versions: [], changed: [], dropped: [], created: [], keyChanged: [] };
     const version = (table: string, schema: TableSchema | null) => out.versions.push({ table, from: at, schema, ddl: sql });
     switch (change.kind) {
       case 'alter': {
         const t = this.byName.get(tableName(change.table));
-        if (!t) break;
+        if (!t || this.alreadyIn(t, at)) break;
         const schema = applyAlter(t.schema, change.ops, this.context);
         const keyChanged = schema.primaryKey.join('\0') !== t.schema.primaryKey.join('\0') && !this.config.snapshot.chunkKey[t.name];
         if (change.renameTo) {
@@ -185,11 +188,15 @@ export class TableRegistry {
           const t = this.byName.get(tableName(from));
           if (t) this.renamed(t, to, t.schema, out, version);
           else if (this.captures(to)) {
-            // A table renamed into the captured set arrives with its rows: it is snapshotted like a table added to the config.
+            // A table renamed into the captured set arrives with its rows: it is snapshotted like a table added to the
+            // config. Its columns before now are nowhere to be read, so it takes the server's, which already hold any
+            // ALTER between here and now: those statements are passed over, and its changes up to its chunks' high
+            // watermarks are left to the snapshot (the hand-off filter drops them).
+            const now = await serverPosition();
             const schema = (await loadTableSchemas(this.conn, to.db, [to.table])).get(to.table);
-            if (!schema || !(await caughtUp()))
-              throw new UnappliedDdl(`${sql} brings ${tableName(to)} into the captured tables, but its columns at that point are not known`);
+            if (!schema) throw new UnappliedDdl(`${sql} brings ${tableName(to)} into the captured tables, but the table is gone from the server`);
             const added = this.capture(schema);
+            if (comparePositions(now, at) > 0) this.schemaFrom.set(added.name, now);
             version(added.name, schema);
             out.created.push({ table: added, existingRows: true });
           }
@@ -219,6 +226,14 @@ export class TableRegistry {
         break;
     }
     return out;
+  }
+
+  /** Whether the table's version was read from the server at a position past `at`, so a statement at `at` is already in it. */
+  private alreadyIn(t: CapturedTable, at: Position): boolean {
+    const from = this.schemaFrom.get(t.name);
+    if (from && comparePositions(at, from) <= 0) return true;
+    this.schemaFrom.delete(t.name);
+    return false;
   }
 
   /** Whether `source.tables` selects a table. */

@@ -131,3 +131,18 @@ describe.each(FLAVOURS)('schema evolution on %s', (flavour) => {
     await s.conn.end();
   });
 });
+
+describe.each(FLAVOURS)('a DDL statement tidemark cannot read on %s', (flavour) => {
+  it('stops the run, naming the statement, when the stream is behind it; nothing after it is committed', async () => {
+    const s = await setup(flavour, flavour === 'mysql' ? 7830 : 7880);
+    const first = await runTidemark(['sync', '-c', s.config, '--until-caught-up']);
+    expect(first.code, first.stderr.slice(-2000)).toBe(0);
+    await s.conn.query('ALTER TABLE items CONVERT TO CHARACTER SET latin1');
+    await s.conn.query("INSERT INTO items (id, version, a) VALUES (100, 1, 'after')");
+    const behind = await runTidemark(['sync', '-c', s.config, '--until-caught-up'], undefined, 30_000);
+    expect(behind.code, behind.stderr.slice(-2000)).toBe(1);
+    expect(behind.stderr).toMatch(/cannot read the DDL statement "ALTER TABLE items CONVERT TO CHARACTER SET latin1".*stream is behind it/);
+    expect(readJsonl(s.out).some((l) => l.value?.after?.id === 100)).toBe(false);
+    await s.conn.end();
+  });
+});

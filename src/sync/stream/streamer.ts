@@ -120,10 +120,10 @@ class Streamer {
     const source: EventSource = { file: tx.end.file, pos: tx.end.pos, gtid: tx.gtid, serverId: info.serverId, tsMs: tx.tsMs, snapshot: false };
     const events: SchemaChange[] = [];
     const versions: SchemaVersion[] = [];
-    const caughtUp = async () => comparePositions(await currentPosition(conn, info.identity.flavour), tx.end) <= 0;
+    const serverPosition = () => currentPosition(conn, info.identity.flavour);
     for (const d of tx.ddl) {
       const change = parseDdl(d.sql, d.db, info.identity.flavour);
-      const outcome = await registry.applyDdl(change, d.sql, tx.end, caughtUp).catch((err: unknown) => {
+      const outcome = await registry.applyDdl(change, d.sql, tx.end, serverPosition).catch((err: unknown) => {
         if (!(err instanceof UnappliedDdl)) throw err;
         throw new SourceError(
           `${err.message} (at ${formatPosition(tx.end)}). tidemark stopped rather than encode rows with the wrong columns. ` +
