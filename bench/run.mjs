@@ -7,7 +7,7 @@
 //                    [--cpu-prof DIR]                                 a V8 CPU profile of every sync run
 //
 // Servers: TIDEMARK_TEST_MYSQL_URL / TIDEMARK_TEST_MARIADB_URL / TIDEMARK_TEST_KAFKA_BROKERS when set, else
-// containers or the local test servers, exactly as the tests find them. Needs dist/ (npm install builds it).
+// containers or the local test servers, exactly as the tests find them. Needs dist/ (npm run build).
 // Prints markdown tables and writes bench/results/<date>-<host>.json. Never part of npm test. See docs/performance.md.
 //
 // One file per section in bench/sections/; bench/lib/ has what they share: the options (args), the run's

@@ -53,7 +53,7 @@ import { killChildren } from './sync-process.mjs';
  * @returns {Promise<Bench>}
  */
 export async function openBench(options) {
-  if (!existsSync(join(ROOT, 'dist/cli/main.js'))) fail('dist/ is missing: run npm run build (npm install does it) first');
+  if (!existsSync(join(ROOT, 'dist/cli/main.js'))) fail('dist/ is missing: run npm run build first');
   const runId = randomBytes(3).toString('hex');
   const code = copyCode(runId);
   const distBuiltAt = statSync(join(ROOT, 'dist/cli/main.js')).mtime.toISOString();

@@ -1,4 +1,5 @@
-import { mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Command } from 'commander';
@@ -88,15 +89,31 @@ function lastChanges(path: string, n: number): string[] {
 export function registerDemoCommand(program: Command, setExitCode: (code: number) => void): void {
   program
     .command('demo')
-    .description('start a local MySQL with a small shop and a writer, sync it to ./tidemark-demo/out.jsonl, and show what happens (Ctrl-C stops and cleans up)')
+    .description(
+      'start a local MySQL with a small shop and a writer, sync it to out.jsonl in a new temporary directory, and show what happens (Ctrl-C stops and cleans up)',
+    )
     .option('--seconds <n>', 'stop by itself after streaming this long (default: run until Ctrl-C)')
-    .option('--dir <dir>', 'where the demo writes its checkpoint and output', 'tidemark-demo')
-    .action(async (o: { seconds?: string; dir: string }) => {
-      setExitCode(await runCommand(() => demo(resolve(o.dir), o.seconds === undefined ? undefined : Number(o.seconds))));
+    .option('--dir <dir>', 'where the demo writes its checkpoint and output (default: a new directory under the system temporary directory)')
+    .action(async (o: { seconds?: string; dir?: string }) => {
+      setExitCode(await runCommand(() => demo(o.dir === undefined ? undefined : resolve(o.dir), o.seconds === undefined ? undefined : Number(o.seconds))));
     });
 }
 
-async function demo(dir: string, seconds: number | undefined): Promise<void> {
+/**
+ * A directory of the user's own is not wiped: only what an earlier demo wrote there goes, because the
+ * demo database is new and an old checkpoint or output would not match it.
+ */
+function prepareDir(given: string | undefined): string {
+  // Under the system temporary directory by default, so a demo run in a checkout leaves nothing in the working tree.
+  if (given === undefined) return mkdtempSync(join(tmpdir(), 'tidemark-demo-'));
+  mkdirSync(given, { recursive: true });
+  for (const file of ['checkpoint.sqlite', 'checkpoint.sqlite-wal', 'checkpoint.sqlite-shm', 'out.jsonl', 'out.dead.jsonl']) {
+    rmSync(join(given, file), { force: true });
+  }
+  return given;
+}
+
+async function demo(givenDir: string | undefined, seconds: number | undefined): Promise<void> {
   const out = (line: string) => process.stdout.write(`${line}\n`);
   out('tidemark demo: starting a local MySQL (a container where Docker runs, else Debian packages; the first time takes a minute)…');
   const servers = await provisionServers(['mysql'], (l) => log('servers', { line: l }));
@@ -109,8 +126,8 @@ async function demo(dir: string, seconds: number | undefined): Promise<void> {
   try {
     out(`creating ${DB} with 2,000 customers and 20,000 orders on ${url.host}…`);
     await createShop(conn);
-    rmSync(dir, { recursive: true, force: true });
-    mkdirSync(dir, { recursive: true });
+    const dir = prepareDir(givenDir);
+    out(`the demo's checkpoint and output go to ${dir}`);
     const config: Config = {
       name: 'demo',
       configPath: join(dir, 'demo.yaml'),
