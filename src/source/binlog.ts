@@ -18,6 +18,18 @@ export interface RowChange {
   row: number;
   /** Position of the row event (MariaDB writes 0 inside transactions; then the commit's). */
   pos: number;
+  /**
+   * The columns the row event's table map names, when it describes them itself (binlog_row_metadata=FULL): the
+   * table's columns when the row was written. One array per table map, shared by its rows.
+   */
+  columns: MappedColumn[] | undefined;
+}
+
+/** A column as a self-describing table map gives it. */
+export interface MappedColumn {
+  name: string;
+  /** Its type as INFORMATION_SCHEMA would write it: `int`, `varchar(10)`, `decimal(10,2)`, ... */
+  type: string;
 }
 
 /** One committed source transaction, delivered whole. */
@@ -95,10 +107,11 @@ export class BinlogReader {
   private lastBoundary: Position | null = null;
   private txStart: Position | null = null;
   private readonly prepared = new Map<string, PreparedXa>();
+  /** Columns of self-describing table maps, by zongji's table map entry. */
+  private readonly mapped = new WeakMap<object, MappedColumn[]>();
 
   constructor(private readonly opts: BinlogReaderOptions) {
     this.zongji = new ZongJi({ ...connectionOptions(opts.source), ...BINLOG_CONNECTION_OPTIONS });
-    keepRawBytes(this.zongji);
   }
 
   start(): Promise<void> {
@@ -123,6 +136,8 @@ export class BinlogReader {
           this.opts.onError(describeBinlogError(errorOf(err), this.whereDecoding()));
         }
       });
+      // After the handler above, which reads a table map's column types before these switch them to raw bytes.
+      keepRawBytes(this.zongji);
       this.zongji.start({
         serverId: this.opts.serverId,
         ...('gtidSet' in this.opts.start ? { gtidSet: this.opts.start.gtidSet } : { filename: this.opts.start.file, position: this.opts.start.pos }),
@@ -246,6 +261,13 @@ export class BinlogReader {
       case 'tablemap': {
         const map = evt as TableMapEvent;
         this.lastTable = `${map.schemaName}.${map.tableName}`;
+        const entry = map.tableMap[map.tableId];
+        if (entry && map.hasSelfDescribingMetadata()) {
+          this.mapped.set(
+            entry,
+            (entry.columnSchemas as { COLUMN_NAME: string; COLUMN_TYPE: string }[]).map((c) => ({ name: c.COLUMN_NAME, type: c.COLUMN_TYPE })),
+          );
+        }
         return;
       }
       case 'query':
@@ -296,14 +318,15 @@ export class BinlogReader {
     const pos = evt.nextPosition;
     const name = evt.getEventName();
     const rows = evt.rows;
+    const columns = this.mapped.get(meta);
     // Plain literals of one shape, not spreads: this runs once per changed row.
     for (let row = 0; row < rows.length; row++) {
       const r = rows[row]!;
-      if (name === 'writerows') tx.changes.push({ kind: 'insert', db, table, before: null, after: r as Record<string, unknown>, row, pos });
-      else if (name === 'deleterows') tx.changes.push({ kind: 'delete', db, table, before: r as Record<string, unknown>, after: null, row, pos });
+      if (name === 'writerows') tx.changes.push({ kind: 'insert', db, table, before: null, after: r as Record<string, unknown>, row, pos, columns });
+      else if (name === 'deleterows') tx.changes.push({ kind: 'delete', db, table, before: r as Record<string, unknown>, after: null, row, pos, columns });
       else {
         const u = r as { before: Record<string, unknown>; after: Record<string, unknown> };
-        tx.changes.push({ kind: 'update', db, table, before: u.before, after: u.after, row, pos });
+        tx.changes.push({ kind: 'update', db, table, before: u.before, after: u.after, row, pos, columns });
       }
     }
   }

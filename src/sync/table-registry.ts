@@ -236,6 +236,15 @@ export class TableRegistry {
     return false;
   }
 
+  /**
+   * Whether the table's version at `at` is the one its row images there must have: not while its version was read
+   * from the server ahead of the stream (a table renamed in while the stream was behind).
+   */
+  followsRowImages(t: CapturedTable, at: Position): boolean {
+    const from = this.schemaFrom.get(t.name);
+    return !from || comparePositions(at, from) > 0;
+  }
+
   /** Whether `source.tables` selects a table. */
   captures(ref: TableRef): boolean {
     return matchTables(this.config.source.tables, [ref]).length > 0;

@@ -1,4 +1,5 @@
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
 import { checkConsistency, formatReport, type OutputLine, readJsonl, selectAllCanonical } from '../support/consistency.js';
 import { FLAVOURS, type Flavour, freshDatabase, urlOf } from '../support/db.js';
@@ -143,6 +144,29 @@ describe.each(FLAVOURS)('a DDL statement tidemark cannot read on %s', (flavour) 
     expect(behind.code, behind.stderr.slice(-2000)).toBe(1);
     expect(behind.stderr).toMatch(/cannot read the DDL statement "ALTER TABLE items CONVERT TO CHARACTER SET latin1".*stream is behind it/);
     expect(readJsonl(s.out).some((l) => l.value?.after?.id === 100)).toBe(false);
+    await s.conn.end();
+  });
+});
+
+describe.each(FLAVOURS)('the row images against the schema history on %s', (flavour) => {
+  it('stop the stream when they disagree, instead of encoding rows with the wrong columns', async () => {
+    const s = await setup(flavour, flavour === 'mysql' ? 7840 : 7890);
+    const first = await runTidemark(['sync', '-c', s.config, '--until-caught-up']);
+    expect(first.code, first.stderr.slice(-2000)).toBe(0);
+    // A history that missed a DDL statement: its version lacks the column b the table has.
+    const db = new Database(join(dirname(s.config), 'checkpoint.sqlite'));
+    const row = db.prepare('SELECT rowid, schema_json FROM schema_history ORDER BY seq DESC LIMIT 1').get() as { rowid: number; schema_json: string };
+    const schema = JSON.parse(row.schema_json) as { columns: { name: string }[] };
+    schema.columns = schema.columns.filter((c) => c.name !== 'b');
+    db.prepare('UPDATE schema_history SET schema_json = ? WHERE rowid = ?').run(JSON.stringify(schema), row.rowid);
+    db.close();
+    await s.conn.query("INSERT INTO items VALUES (50, 1, 'fifty', 500, 5, 'text')");
+    const run = await runTidemark(['sync', '-c', s.config, '--until-caught-up'], undefined, 30_000);
+    expect(run.code).toBe(1);
+    expect(run.stderr).toMatch(
+      /row images of \S+\.items .* have the columns \(id int, version int, a varchar\(20\), b int, n int, t text\), but tidemark's schema history has/,
+    );
+    expect(readJsonl(s.out).some((l) => l.value?.after?.id === 50)).toBe(false);
     await s.conn.end();
   });
 });

@@ -24,8 +24,12 @@ function chunk(idx: number, lo: number | null, hi: number | null, hw: number): C
   return { table: 'shop.orders', idx, lo: lo === null ? null : [lo], hi: hi === null ? null : [hi], status: 'done', lw: at(hw), hw: at(hw), rows: 1 };
 }
 
-function tx(end: number, changes: Omit<RowChange, 'db' | 'table' | 'row' | 'pos'>[], truncate = false): { tx: BinlogTransaction; resolved: ResolvedChange[] } {
-  const full = changes.map((c, row) => ({ ...c, db: 'shop', table: 'orders', row, pos: end }));
+function tx(
+  end: number,
+  changes: Omit<RowChange, 'db' | 'table' | 'row' | 'pos' | 'columns'>[],
+  truncate = false,
+): { tx: BinlogTransaction; resolved: ResolvedChange[] } {
+  const full = changes.map((c, row) => ({ ...c, db: 'shop', table: 'orders', row, pos: end, columns: undefined }));
   return {
     tx: { changes: full, truncates: truncate ? [{ db: 'shop', table: 'orders' }] : [], ddl: [], end: at(end), gtid: 'g:1', tsMs: 1000 },
     resolved: full.map((change) => ({ change, table: { table, codec } })),
@@ -117,7 +121,16 @@ describe('transactionEvents', () => {
     const blobTable: CapturedTable = { name: 'shop.files', schema: blobSchema, chunkKey: ['id'] };
     // A blob the reader handed over as a number: no converter can make bytes of it.
     const bad = (id: number): ResolvedChange => ({
-      change: { kind: 'update', db: 'shop', table: 'files', before: { id, b: Buffer.from('x') }, after: { id: id + 100, b: 5 }, row: 0, pos: 1 },
+      change: {
+        kind: 'update',
+        db: 'shop',
+        table: 'files',
+        before: { id, b: Buffer.from('x') },
+        after: { id: id + 100, b: 5 },
+        row: 0,
+        pos: 1,
+        columns: undefined,
+      },
       table: { table: blobTable, codec: blobCodec },
     });
     const good = tx(1000, [insert(1)]);

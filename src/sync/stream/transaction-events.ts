@@ -11,6 +11,7 @@ import type { BinlogTransaction, RowChange } from '../../source/binlog.js';
 import { keyOf, type SnapshotTable } from '../../source/snapshot.js';
 import type { HandoffFilter } from '../handoff.js';
 import type { ResolvedTable, TableRegistry } from '../table-registry.js';
+import { checkRowImage } from './row-image-check.js';
 
 export interface ResolvedChange {
   change: RowChange;
@@ -26,6 +27,8 @@ export async function resolveChanges(tx: BinlogTransaction, registry: TableRegis
       last && last.table.schema.db === change.db && last.table.schema.table === change.table ? last : await registry.resolve(`${change.db}.${change.table}`);
     if (!table) continue;
     last = table;
+    if (change.columns && registry.followsRowImages(table.table, tx.end))
+      checkRowImage(change.columns, table.codec.schema, `ending at ${tx.end.file}:${tx.end.pos}`);
     out.push({ change, table });
   }
   if (filter.active) await prepareFilterKeys(out, filter, tx);
