@@ -1,7 +1,6 @@
-import { mkdirSync } from 'node:fs';
-import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { CheckpointError } from '../errors.js';
+import { touchPrivate } from '../files.js';
 import { comparePositions, type Position } from '../source/position.js';
 import type { TableSchema } from '../source/schema.js';
 
@@ -111,7 +110,7 @@ export class CheckpointStore {
   private constructor(private readonly db: Database.Database) {}
 
   static open(path: string): CheckpointStore {
-    mkdirSync(dirname(path), { recursive: true });
+    touchPrivate(path);
     const db = new Database(path);
     // Set first: the other pragmas may already need to wait for another process (`tidemark snapshot`, `status`).
     db.pragma('busy_timeout = 10000');

@@ -143,7 +143,7 @@ async function demo(givenDir: string | undefined, seconds: number | undefined): 
       },
       snapshot: { mode: 'initial', chunkSize: 2000, parallelism: 2, chunkKey: {} },
       checkpoint: { path: join(dir, 'checkpoint.sqlite') },
-      sink: { type: 'jsonl', path: join(dir, 'out.jsonl'), tombstones: true, schemaChanges: true },
+      sink: { type: 'jsonl', path: join(dir, 'out.jsonl'), tombstones: true, schemaChanges: true, overwrite: false },
       commit: { maxRecords: 10_000, maxDelayMs: 500 },
       metrics: { host: '127.0.0.1' },
       errors: { mode: 'fail' },

@@ -2,10 +2,12 @@ import { existsSync, rmSync, statSync } from 'node:fs';
 import { createInterface } from 'node:readline/promises';
 import type { Command } from 'commander';
 import type { Connection } from 'mysql2/promise';
+import { CheckpointLock } from '../checkpoint/lock.js';
 import { CheckpointStore, type SourceIdentity } from '../checkpoint/store.js';
 import { type Config, loadConfig } from '../config/load.js';
 import { CheckpointError } from '../errors.js';
 import { formatDuration } from '../ops/duration.js';
+import { deadLetterPath } from '../sink/jsonl.js';
 import { bytesBetween, formatPosition, type Position } from '../source/position.js';
 import { binlogSizes, connect, currentPosition, inspectServer } from '../source/server.js';
 import { runCommand } from './run.js';
@@ -241,11 +243,16 @@ function formatReport(r: StatusReport): string {
   return `${lines.join('\n')}\n`;
 }
 
+/** The jsonl output and its dead letters: tidemark's files, which are only true together with the checkpoint. */
+function outputFiles(config: Config): string[] {
+  if (config.sink.type !== 'jsonl') return [];
+  return [config.sink.path, deadLetterPath(config.sink.path)].filter((f) => existsSync(f));
+}
+
 function outputNote(config: Config): string | undefined {
-  if (config.sink.type !== 'jsonl') return undefined;
-  const size = existsSync(config.sink.path) ? statSync(config.sink.path).size : 0;
-  if (size === 0) return undefined;
-  return `The jsonl output ${config.sink.path} (${size} bytes) is left in place, but the next sync cuts it to 0 bytes (nothing is committed any more) and writes every table again: move it away first to keep it.`;
+  const files = outputFiles(config);
+  if (files.length === 0) return undefined;
+  return `The jsonl output goes with it: ${files.map((f) => `${f} (${statSync(f).size} bytes)`).join(', ')}. Move it away first to keep it.`;
 }
 
 async function confirm(config: Config, path: string): Promise<boolean> {
@@ -273,7 +280,8 @@ async function reset(config: Config, yes: boolean): Promise<number> {
     process.stdout.write(`no checkpoint at ${path}: nothing to reset\n`);
     return 0;
   }
-  const inUse = `the checkpoint ${path} is open in another process, most likely a running tidemark sync: stop it, then reset`;
+  const holder = CheckpointLock.holder(path);
+  const inUse = `the checkpoint ${path} is open in another process, most likely a running tidemark sync${holder ? ` (pid ${holder})` : ''}: stop it, then reset`;
   if (existsSync(path) && CheckpointStore.inUse(path)) throw new CheckpointError(inUse);
   if (!yes) {
     if (!process.stdin.isTTY)
@@ -282,9 +290,8 @@ async function reset(config: Config, yes: boolean): Promise<number> {
     // The prompt may have waited long enough for a sync to start.
     if (existsSync(path) && CheckpointStore.inUse(path)) throw new CheckpointError(inUse);
   }
-  for (const f of files) rmSync(f, { force: true });
-  process.stdout.write(`reset: deleted ${path}; the next sync snapshots every table again.\n`);
-  const note = outputNote(config);
-  if (note) process.stdout.write(`${note}\n`);
+  const output = outputFiles(config);
+  for (const f of [...files, ...output]) rmSync(f, { force: true });
+  process.stdout.write(`reset: deleted ${[path, ...output].join(', ')}; the next sync snapshots every table again.\n`);
   return 0;
 }

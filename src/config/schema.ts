@@ -276,7 +276,8 @@ const discardAlias = (sink: unknown): unknown => (isRecord(sink) && (sink.type =
 const sinkSchema = z.preprocess(
   discardAlias,
   z.discriminatedUnion('type', [
-    strict({ type: z.literal('jsonl'), path: nonEmpty, tombstones, schemaChanges }),
+    // overwrite: a new checkpoint may cut an existing non-empty output it did not write.
+    strict({ type: z.literal('jsonl'), path: nonEmpty, tombstones, schemaChanges, overwrite: bool.default(false) }),
     strict({ type: z.literal('stdout'), tombstones, schemaChanges }),
     // Discards everything: for measuring tidemark without a sink's cost (bench/).
     strict({ type: z.literal('discard'), tombstones, schemaChanges }),

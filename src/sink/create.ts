@@ -9,7 +9,7 @@ import { StdoutSink } from './stdout.js';
 export function createSink(config: Config): Sink {
   switch (config.sink.type) {
     case 'jsonl':
-      return new JsonlSink(config.sink.path);
+      return new JsonlSink(config.sink.path, config.sink.overwrite);
     case 'stdout':
       return new StdoutSink();
     case 'discard':

@@ -1,8 +1,8 @@
-import { closeSync, existsSync, fstatSync, fsync, fsyncSync, ftruncateSync, mkdirSync, openSync, statSync, write } from 'node:fs';
-import { dirname } from 'node:path';
+import { closeSync, existsSync, fstatSync, fsync, fsyncSync, ftruncateSync, openSync, statSync, write } from 'node:fs';
 import { promisify } from 'node:util';
 import { SinkError } from '../errors.js';
 import type { OutputRecord } from '../events/event.js';
+import { PRIVATE_FILE, privateDirFor } from '../files.js';
 import type { PreparedBatch, Sink } from './sink.js';
 
 const writeAsync = promisify(write);
@@ -41,6 +41,16 @@ class OutputFile {
 
   constructor(readonly path: string) {}
 
+  /** `<device>:<inode>` of the file, or undefined when there is none. */
+  identity(): string | undefined {
+    try {
+      const s = statSync(this.path);
+      return `${s.dev}:${s.ino}`;
+    } catch {
+      return undefined;
+    }
+  }
+
   /** The file's size; -1 when there is no file. */
   size(): number {
     try {
@@ -52,8 +62,8 @@ class OutputFile {
 
   /** Opens the file and cuts it back to `committed` bytes; refuses one shorter than that. */
   open(committed: number): void {
-    mkdirSync(dirname(this.path), { recursive: true });
-    this.fd = openSync(this.path, 'a+');
+    privateDirFor(this.path);
+    this.fd = openSync(this.path, 'a+', PRIVATE_FILE);
     const size = fstatSync(this.fd).size;
     if (size < committed) {
       throw new SinkError(
@@ -88,15 +98,17 @@ interface JsonlBatch extends PreparedBatch {
 }
 
 /**
- * The sink state: the committed length of the output, and of the dead-letter file once it has any
- * (`<output>+<dead>`; a state without `+` is from before dead letters, with none).
+ * The sink state: the committed length of the output, and of the dead-letter file once it has any, and which
+ * file the output is (`<output>[+<dead>]@<device>:<inode>`). States from before dead letters or file identities
+ * lack the parts they did not have.
  */
-function parseState(state: string | undefined): { output: number; dead: number } {
-  const [output = '0', dead = '0'] = (state ?? '0').split('+');
-  return { output: Number(output), dead: Number(dead) };
+function parseState(state: string | undefined): { output: number; dead: number; file: string | undefined } {
+  const [lengths = '0', file] = (state ?? '0').split('@');
+  const [output = '0', dead = '0'] = lengths.split('+');
+  return { output: Number(output), dead: Number(dead), file };
 }
 
-const formatState = (output: number, dead: number): string => (dead > 0 ? `${output}+${dead}` : String(output));
+const formatState = (output: number, dead: number, file: string): string => `${dead > 0 ? `${output}+${dead}` : output}@${file}`;
 
 /**
  * One JSON object per line in a file the connector owns, and dead letters (errors.mode: dead-letter) in
@@ -109,8 +121,14 @@ export class JsonlSink implements Sink {
   private readonly output: OutputFile;
   private readonly dead: OutputFile;
   private deadOpened = false;
+  /** The output's device and inode, recorded in every state. */
+  private file = '';
 
-  constructor(path: string) {
+  constructor(
+    path: string,
+    /** Whether a new checkpoint may cut an existing non-empty output it did not write (sink.overwrite). */
+    private readonly overwrite = false,
+  ) {
     this.output = new OutputFile(path);
     this.dead = new OutputFile(deadLetterPath(path));
   }
@@ -120,9 +138,29 @@ export class JsonlSink implements Sink {
     return this.output.size() >= output && (dead === 0 || this.dead.size() >= dead);
   }
 
-  async open(committedState: string | undefined): Promise<void> {
-    const { output, dead } = parseState(committedState);
+  /**
+   * The output is tidemark's and only tidemark's: it must be the file the checkpoint wrote (or was about to write,
+   * `attemptedState`), and a new checkpoint does not take over a non-empty file unless sink.overwrite says so.
+   * Either refusal leaves the file as it is.
+   */
+  async open(committedState: string | undefined, attemptedState?: string): Promise<void> {
+    const { output, dead, file } = parseState(committedState);
+    const known = file ?? (committedState === undefined ? parseState(attemptedState).file : undefined);
+    const found = this.output.identity();
+    if (known !== undefined && found !== undefined && found !== known) {
+      throw new SinkError(
+        `${this.output.path} is not the file this checkpoint wrote (it was replaced, or sink.path now names another file). ` +
+          "Point sink.path back at the checkpoint's output, or run `tidemark reset` to start over.",
+      );
+    }
+    if (committedState === undefined && known === undefined && !this.overwrite && this.output.size() > 0) {
+      throw new SinkError(
+        `${this.output.path} holds ${this.output.size()} bytes this checkpoint did not write, which a new sync would cut to nothing. ` +
+          'Move it away, point sink.path at a new file, or set sink.overwrite: true to let tidemark replace it.',
+      );
+    }
     this.output.open(output);
+    this.file = this.output.identity()!;
     // The dead-letter file is made only when a dead letter comes, unless one is left over to cut back.
     if (dead > 0 || existsSync(this.dead.path)) this.openDead(dead);
     else this.dead.length = 0;
@@ -132,7 +170,7 @@ export class JsonlSink implements Sink {
     const dead = records.some((r) => r.dead === true) ? records.filter((r) => r.dead === true) : null;
     const bytes = encodeLines(dead ? records.filter((r) => r.dead !== true) : records);
     const deadBytes = dead ? encodeLines(dead) : null;
-    return { bytes, dead: deadBytes, state: formatState(this.output.length + bytes.length, this.dead.length + (deadBytes?.length ?? 0)) };
+    return { bytes, dead: deadBytes, state: formatState(this.output.length + bytes.length, this.dead.length + (deadBytes?.length ?? 0), this.file) };
   }
 
   async commit(batch: PreparedBatch): Promise<void> {

@@ -25,8 +25,11 @@ export interface Sink {
   readonly guarantee: 'exactly-once' | 'at-least-once';
   /** Asked on start about a commit that was pending when the process died: does the sink hold it? */
   holds(state: string): Promise<boolean>;
-  /** Brings the sink to the state of the last committed checkpoint (undefined: nothing committed yet). */
-  open(committedState: string | undefined): Promise<void>;
+  /**
+   * Brings the sink to the state of the last committed checkpoint (undefined: nothing committed yet);
+   * `attemptedState` is that of a commit begun after it that the sink did not finish, when there was one.
+   */
+  open(committedState: string | undefined, attemptedState?: string): Promise<void>;
   prepare(records: OutputRecord[], seq: number): PreparedBatch;
   commit(batch: PreparedBatch): Promise<void>;
   close(): Promise<void>;

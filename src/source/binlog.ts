@@ -125,7 +125,9 @@ export class BinlogReader {
       });
       this.zongji.on('error', (err: Error) => {
         if (this.stopped) return;
-        const e = isConnectionLoss(err) ? err : describeBinlogError(err, this.whereDecoding());
+        // The server's replication errors end the connection too, but reconnecting would meet them again.
+        const replicationError = (err as { errno?: number }).errno === 1236;
+        const e = isConnectionLoss(err) && !replicationError ? err : describeBinlogError(err, this.whereDecoding(), this.opts.serverId);
         if (!ready) reject(e);
         else this.opts.onError(e);
       });
@@ -336,9 +338,22 @@ export class BinlogReader {
  * Turns the server's replication errors into ones that say what to do. Anything else the reader meets (an event
  * zongji cannot decode) will happen again on the same bytes: it stops the run, naming where, and is never skipped.
  */
-export function describeBinlogError(err: Error, where: string): Error {
+export function describeBinlogError(err: Error, where: string, serverId?: number): Error {
   const e = err as Error & { errno?: number; code?: string };
-  if (e.errno === 1236 || /purged|could not find first log file|has purged binary logs/i.test(e.message)) {
+  // The server's error 1236 has several causes, each with its own fix (MySQL's and MariaDB's wordings).
+  if (/same server_uuid|same server_id|with the same server id/i.test(e.message)) {
+    return new SourceError(
+      `the server dropped tidemark's binlog connection for another one with the same replica server id${serverId === undefined ? '' : ` (${serverId})`} (${e.message}). ` +
+        'Another tidemark, or a replica, uses it: give each connector its own source.serverId range (source.serverId to source.serverId + snapshot.parallelism), clear of every replica server_id.',
+    );
+  }
+  if (/more GTIDs than the (master|source)|has diverged|contains GTIDs with higher sequence numbers/i.test(e.message)) {
+    return new SourceError(
+      `the server has not executed every transaction the checkpoint has (${e.message}): it is not the server, or not a replica of the server, the checkpoint was taken from, or it lost transactions. ` +
+        'Point source at the server the checkpoint belongs to, or run `tidemark reset` and snapshot this one.',
+    );
+  }
+  if (e.errno === 1236 || /purged|could not find first log file|not in the master's binlog|could not find GTID state/i.test(e.message)) {
     return new SourceError(
       `the binlog position tidemark needs is no longer on the server (${e.message}). ` +
         'The server purged it. Set snapshot.mode: when_needed to re-snapshot automatically, or run `tidemark reset` and sync again.',

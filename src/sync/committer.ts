@@ -22,11 +22,15 @@ export class Committer {
   /** Settles a commit left pending by a crash, then aligns the sink with the checkpoint. */
   async recover(): Promise<void> {
     const pending = this.store.pendingCommit();
+    let attempted: string | undefined;
     if (pending) {
       if (await this.sink.holds(pending.sinkState)) this.store.finishCommit(pending.seq);
-      else this.store.discardPending(pending.seq);
+      else {
+        this.store.discardPending(pending.seq);
+        attempted = pending.sinkState;
+      }
     }
-    await this.sink.open(this.store.sinkState());
+    await this.sink.open(this.store.sinkState(), attempted);
   }
 
   /**

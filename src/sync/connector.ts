@@ -1,5 +1,6 @@
 import { MariadbGtidPosition } from '@vlasky/zongji';
 import type { Connection } from 'mysql2/promise';
+import { CheckpointLock } from '../checkpoint/lock.js';
 import { CheckpointStore } from '../checkpoint/store.js';
 import type { Config } from '../config/load.js';
 import { SourceError } from '../errors.js';
@@ -18,6 +19,16 @@ import { TableRegistry } from './table-registry.js';
 /** Runs a connector: snapshot what needs it, then stream, until stopped (or caught up). */
 export async function runSync(config: Config, opts: SyncOptions = {}): Promise<void> {
   const log = opts.log ?? (() => {});
+  // Before anything else: a second sync on the checkpoint stops here, having touched nothing.
+  const lock = CheckpointLock.acquire(config.checkpoint.path);
+  try {
+    await syncLocked(config, opts, log);
+  } finally {
+    lock.release();
+  }
+}
+
+async function syncLocked(config: Config, opts: SyncOptions, log: Log): Promise<void> {
   const conn = await connect(config.source);
   const pool = controlPool(config.source);
   let store: CheckpointStore | undefined;

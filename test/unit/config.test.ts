@@ -84,7 +84,7 @@ metrics:
       },
       snapshot: { mode: 'when_needed', chunkSize: 1000, parallelism: 4, chunkKey: { 'shop.events': ['event_id'] } },
       checkpoint: { path: '/var/lib/tidemark/shop.sqlite' },
-      sink: { type: 'jsonl', path: '/var/out/shop.jsonl', tombstones: false, schemaChanges: true },
+      sink: { type: 'jsonl', path: '/var/out/shop.jsonl', tombstones: false, schemaChanges: true, overwrite: false },
       commit: { maxRecords: 50, maxDelayMs: 100 },
       metrics: { port: 9464, host: '127.0.0.1' },
       errors: { mode: 'fail' },
@@ -166,7 +166,7 @@ snapshot:
     const config = loadConfig(file, { USER: 'cdc', PW: 'pw', PORT: '3307', DB: 'shop', EMPTY: '', TOMBSTONES: 'false', PAR: '3' });
     expect(config.name).toBe('fallback');
     expect(config.source).toMatchObject({ host: 'localhost', port: 3307, user: 'cdc', password: 'pw', tables: ['shop.orders'] });
-    expect(config.sink).toEqual({ type: 'jsonl', path: '/out/${literal}-x.jsonl', tombstones: false, schemaChanges: true });
+    expect(config.sink).toEqual({ type: 'jsonl', path: '/out/${literal}-x.jsonl', tombstones: false, schemaChanges: true, overwrite: false });
     expect(config.snapshot.parallelism).toBe(3);
   });
 

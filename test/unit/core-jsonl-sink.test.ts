@@ -1,6 +1,6 @@
-import { appendFileSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { OutputRecord } from '../../src/events/event.js';
 import { encodeLines, JsonlSink } from '../../src/sink/jsonl.js';
@@ -22,6 +22,9 @@ const rec = (id: number, extra: Record<string, unknown> = {}): OutputRecord => (
 });
 /** A jsonl line is the JSON of { topic, key, value } with the record's key and value as objects. */
 const line = (r: OutputRecord) => `${JSON.stringify({ topic: r.topic, key: JSON.parse(r.key), value: r.value === null ? null : JSON.parse(r.value) })}\n`;
+
+/** The byte lengths a state records, without the output file's identity. */
+const lengths = (state: string) => state.split('@')[0];
 
 beforeEach(() => {
   dir = mkdtempSync(join(tmpdir(), 'tidemark-jsonl-'));
@@ -57,17 +60,17 @@ describe('JsonlSink', () => {
     await s.open(undefined);
     const first = s.prepare([rec(1), rec(2, { note: 'ünï' })]);
     const firstBytes = Buffer.byteLength(line(rec(1)) + line(rec(2, { note: 'ünï' })));
-    expect(first.state).toBe(String(firstBytes));
+    expect(lengths(first.state)).toBe(String(firstBytes));
     // Preparing writes nothing.
     expect(statSync(path).size).toBe(0);
     await s.commit(first);
     expect(statSync(path).size).toBe(firstBytes);
 
     const second = s.prepare([rec(3)]);
-    expect(second.state).toBe(String(firstBytes + Buffer.byteLength(line(rec(3)))));
+    expect(lengths(second.state)).toBe(String(firstBytes + Buffer.byteLength(line(rec(3)))));
     await s.commit(second);
     expect(readFileSync(path, 'utf8')).toBe(line(rec(1)) + line(rec(2, { note: 'ünï' })) + line(rec(3)));
-    expect(String(statSync(path).size)).toBe(second.state);
+    expect(String(statSync(path).size)).toBe(lengths(second.state));
   });
 
   it('an empty batch keeps the state', async () => {
@@ -75,7 +78,7 @@ describe('JsonlSink', () => {
     await s.open(undefined);
     await s.commit(s.prepare([rec(1)]));
     const empty = s.prepare([]);
-    expect(empty.state).toBe(String(Buffer.byteLength(line(rec(1)))));
+    expect(lengths(empty.state)).toBe(String(Buffer.byteLength(line(rec(1)))));
     await s.commit(empty);
     expect(readFileSync(path, 'utf8')).toBe(line(rec(1)));
   });
@@ -98,19 +101,51 @@ describe('JsonlSink', () => {
     await s2.open(committed.state);
     expect(readFileSync(path, 'utf8')).toBe(line(rec(1)) + line(rec(2)));
     const next = s2.prepare([rec(4)]);
-    expect(next.state).toBe(String(Number(committed.state) + Buffer.byteLength(line(rec(4)))));
+    expect(lengths(next.state)).toBe(String(Number(lengths(committed.state)) + Buffer.byteLength(line(rec(4)))));
     await s2.commit(next);
     expect(readFileSync(path, 'utf8')).toBe(line(rec(1)) + line(rec(2)) + line(rec(4)));
   });
 
-  it('with nothing committed, empties a file that holds only uncommitted output', async () => {
+  it('with nothing committed, empties a file that holds only the output of the commit it did not finish', async () => {
     const s1 = sink();
     await s1.open(undefined);
-    await s1.commit(s1.prepare([rec(1)]));
+    const attempted = s1.prepare([rec(1)]);
+    await s1.commit(attempted);
     await s1.close();
     const s2 = sink();
-    await s2.open(undefined);
+    await s2.open(undefined, attempted.state);
     expect(statSync(path).size).toBe(0);
+  });
+
+  it('refuses, touching nothing, a non-empty file a new checkpoint did not write, unless overwrite says so', async () => {
+    mkdirSync(dirname(path), { recursive: true });
+    writeFileSync(path, 'somebody else\n');
+    await expect(sink().open(undefined)).rejects.toThrow(/holds 14 bytes this checkpoint did not write.*sink\.overwrite: true/);
+    expect(readFileSync(path, 'utf8')).toBe('somebody else\n');
+    const s = new JsonlSink(path, true);
+    sinks.push(s);
+    await s.open(undefined);
+    expect(statSync(path).size).toBe(0);
+  });
+
+  it("refuses, touching nothing, a file that is not the checkpoint's output any more", async () => {
+    const s1 = sink();
+    await s1.open(undefined);
+    const committed = s1.prepare([rec(1)]);
+    await s1.commit(committed);
+    await s1.close();
+    // Replaced by another file of the same length (made before the old one goes, so it cannot reuse its inode): only its identity tells.
+    const text = readFileSync(path);
+    writeFileSync(`${path}.copy`, text);
+    renameSync(`${path}.copy`, path);
+    await expect(sink().open(committed.state)).rejects.toThrow(/is not the file this checkpoint wrote/);
+    expect(readFileSync(path)).toEqual(text);
+  });
+
+  it('creates the output readable by its owner only, in a directory only the owner enters', async () => {
+    await sink().open(undefined);
+    expect(statSync(path).mode & 0o777).toBe(0o600);
+    expect(statSync(dirname(path)).mode & 0o777).toBe(0o700);
   });
 
   it('on open refuses a file shorter than the committed length', async () => {
@@ -150,10 +185,10 @@ describe('JsonlSink', () => {
     const s1 = sink();
     await s1.open(undefined);
     const first = s1.prepare([rec(1)]);
-    expect(first.state).toBe(String(line(rec(1)).length));
+    expect(lengths(first.state)).toBe(String(line(rec(1)).length));
     await s1.commit(first);
     const second = s1.prepare([rec(2), dead(3), rec(4)]);
-    expect(second.state).toBe(`${line(rec(1)).length + line(rec(2)).length + line(rec(4)).length}+${line(dead(3)).length}`);
+    expect(lengths(second.state)).toBe(`${line(rec(1)).length + line(rec(2)).length + line(rec(4)).length}+${line(dead(3)).length}`);
     await s1.commit(second);
     expect(readFileSync(path, 'utf8')).toBe(line(rec(1)) + line(rec(2)) + line(rec(4)));
     expect(readFileSync(deadPath, 'utf8')).toBe(line(dead(3)));
