@@ -50,6 +50,16 @@ export class UsageError extends TidemarkError {
 /** The source server refuses, lacks something tidemark needs, or was lost. */
 export class SourceError extends TidemarkError {}
 
+/**
+ * The server went silent on a connection that waits for it (no event, no heartbeat, no answer) for longer than
+ * source.heartbeatTimeoutMs: a partition or a hung server, which TCP alone would wait out for many minutes.
+ */
+export class ConnectionSilent extends SourceError {
+  constructor(what: string, ms: number) {
+    super(`${what} for ${ms} ms (source.heartbeatTimeoutMs): the connection is taken for dead`, { retriable: true });
+  }
+}
+
 /** A sink could not be used, or not safely. */
 export class SinkError extends TidemarkError {}
 
@@ -68,10 +78,15 @@ const CONNECTION_LOSS_CODES = new Set([
   'ER_CONNECTION_KILLED',
 ]);
 
-/** mysql2 marks errors that leave the connection unusable (lost, reset, killed) as fatal. */
+/**
+ * mysql2 marks errors that leave the connection unusable (lost, reset, killed) as fatal. A TidemarkError that
+ * explains a refused reconnect keeps the network error as its cause.
+ */
 export function isConnectionLoss(err: unknown): boolean {
-  const e = err as { fatal?: boolean; code?: string } | null;
-  return e?.fatal === true || CONNECTION_LOSS_CODES.has(e?.code ?? '');
+  if (err instanceof ConnectionSilent) return true;
+  const e = err as { fatal?: boolean; code?: string; cause?: unknown } | null;
+  if (e?.fatal === true || CONNECTION_LOSS_CODES.has(e?.code ?? '')) return true;
+  return err instanceof TidemarkError && err.retriable && e?.cause !== undefined && isConnectionLoss(e.cause);
 }
 
 /**

@@ -139,6 +139,7 @@ async function demo(givenDir: string | undefined, seconds: number | undefined): 
         serverId: 6400,
         tables: [`${DB}.*`],
         connectTimeoutMs: 10_000,
+        heartbeatTimeoutMs: 30_000,
         allowWithoutGtid: false,
       },
       snapshot: { mode: 'initial', chunkSize: 2000, parallelism: 2, chunkKey: {} },

@@ -174,6 +174,8 @@ const sourceSchema = strict({
   serverId: int(1, MAX_SERVER_ID).optional(),
   tables: z.array(tableName(true)).min(1),
   connectTimeoutMs: int(1, 3_600_000).default(10_000),
+  // Silence on a binlog connection (no event, no server heartbeat) this long means it is dead.
+  heartbeatTimeoutMs: int(1000, 3_600_000).default(30_000),
   allowWithoutGtid: bool.default(false),
 }).superRefine(
   (source, ctx) => {
@@ -295,6 +297,8 @@ export interface SourceConfig {
   serverId: number;
   tables: string[];
   connectTimeoutMs: number;
+  /** Silence on a binlog connection this long (no event, no heartbeat) means it is dead: reconnect. */
+  heartbeatTimeoutMs: number;
   /** Run against a MySQL server with gtid_mode OFF, accepting the low watermark race (README Limits). */
   allowWithoutGtid: boolean;
 }
@@ -382,7 +386,7 @@ export const configSchema = strict({
     { when: validAt(['source', 'serverId'], ['snapshot', 'parallelism']) },
   )
   .transform((config): Omit<Config, 'configPath'> => {
-    const { url, host, port, user, password, serverId, tables, connectTimeoutMs, allowWithoutGtid } = config.source;
+    const { url, host, port, user, password, serverId, tables, connectTimeoutMs, heartbeatTimeoutMs, allowWithoutGtid } = config.source;
     const endpoint = url ?? { host, port, user, password };
     return {
       name: config.name,
@@ -395,6 +399,7 @@ export const configSchema = strict({
         serverId: serverId ?? derivedServerId(config.name),
         tables,
         connectTimeoutMs,
+        heartbeatTimeoutMs,
         allowWithoutGtid,
       },
       snapshot: config.snapshot,

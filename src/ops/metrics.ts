@@ -9,6 +9,8 @@ import type { SyncObserver } from './observer.js';
 export class Metrics implements SyncObserver {
   readonly registry = new Registry();
   private ready = false;
+  /** Source connections lost and not yet re-established (the binlog stream's, chunk readers'). */
+  private outages = 0;
   private lastCommitMs: number | undefined;
   private lastSourceTsMs: number | undefined;
   private readonly rows = new Counter({
@@ -46,7 +48,11 @@ export class Metrics implements SyncObserver {
     labelNames: ['table', 'reason'],
     registers: [this.registry],
   });
-  private readonly reconnects = new Counter({ name: 'tidemark_reconnects_total', help: 'Binlog reconnects', registers: [this.registry] });
+  private readonly reconnects = new Counter({
+    name: 'tidemark_reconnects_total',
+    help: 'Source connections re-established (binlog stream, chunk readers)',
+    registers: [this.registry],
+  });
   private readonly errors = new Counter({ name: 'tidemark_errors_total', help: 'Errors that stopped or interrupted sync', registers: [this.registry] });
 
   constructor() {
@@ -102,13 +108,23 @@ export class Metrics implements SyncObserver {
     this.deadLetters.inc({ table, reason });
   }
 
+  disconnected(): void {
+    this.outages++;
+  }
+
   reconnected(): void {
     this.reconnects.inc();
+    this.outages = Math.max(0, this.outages - 1);
   }
 
   failed(): void {
     this.errors.inc();
     this.ready = false;
+  }
+
+  /** Connected and snapshotting or streaming: no source connection is being re-established. */
+  private get isReady(): boolean {
+    return this.ready && this.outages === 0;
   }
 
   /** Serves /metrics, /healthz and /readyz; resolves once listening. */
@@ -123,7 +139,8 @@ export class Metrics implements SyncObserver {
       } else if (path === '/healthz') {
         res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
       } else if (path === '/readyz') {
-        res.writeHead(this.ready ? 200 : 503, { 'content-type': 'text/plain' }).end(this.ready ? 'ready\n' : 'not ready\n');
+        const ready = this.isReady;
+        res.writeHead(ready ? 200 : 503, { 'content-type': 'text/plain' }).end(ready ? 'ready\n' : 'not ready\n');
       } else {
         res.writeHead(404).end();
       }

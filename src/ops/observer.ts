@@ -6,6 +6,8 @@ export interface SyncObserver {
   streaming?(): void;
   streamed?(op: string, count: number): void;
   committed?(sourceTsMs: number | undefined, bytesBehind?: number): void;
+  /** A source connection was lost: not ready until `reconnected`. */
+  disconnected?(): void;
   reconnected?(): void;
   deadLettered?(table: string, reason: string): void;
   failed?(err: Error): void;
@@ -25,6 +27,7 @@ export function fanOut(observers: SyncObserver[]): Required<SyncObserver> {
     streaming: call('streaming'),
     streamed: call('streamed'),
     committed: call('committed'),
+    disconnected: call('disconnected'),
     reconnected: call('reconnected'),
     deadLettered: call('deadLettered'),
     failed: call('failed'),

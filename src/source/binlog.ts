@@ -1,6 +1,6 @@
 import type { AnyBinlogEvent, DeleteRowsEvent, QueryEvent, TableMapEvent, UpdateRowsEvent, WriteRowsEvent, XaPrepareEvent } from '@vlasky/zongji';
 import ZongJi from '@vlasky/zongji';
-import { errorOf, isConnectionLoss, SourceError } from '../errors.js';
+import { ConnectionSilent, errorOf, isConnectionLoss, SourceError } from '../errors.js';
 import { BINLOG_CONNECTION_OPTIONS } from '../events/values.js';
 import { keepRawBytes } from './binlog-columns.js';
 import { isDdl, parseDdl } from './ddl.js';
@@ -65,8 +65,13 @@ export class XaPrepareMissing extends SourceError {}
 
 export type StartAt = { file: string; pos: number } | { gtidSet: string };
 
+/** What a binlog connection needs: the server's address, and how long a silence means it is dead. */
+export interface BinlogSourceSettings extends SourceSettings {
+  heartbeatTimeoutMs: number;
+}
+
 export interface BinlogReaderOptions {
-  source: SourceSettings;
+  source: BinlogSourceSettings;
   /** Which grammar DDL statements are read with. */
   flavour: 'mysql' | 'mariadb';
   serverId: number;
@@ -94,6 +99,22 @@ const xaKey = (gtridHex: string, bqualHex: string, formatId: number | string): s
 const BOUNDARY_EVENTS = ['heartbeat', 'rotate', 'format', 'previousgtids', 'mariadbgtidlist', 'binlogcheckpoint'];
 
 /**
+ * The period the server is asked to send heartbeats at while it has nothing else to send: three fit in the
+ * timeout, so one lost or late heartbeat is not taken for a dead connection.
+ */
+export const heartbeatPeriodMs = (timeoutMs: number): number => Math.max(250, Math.floor(timeoutMs / 3));
+
+/**
+ * Asks for heartbeats on the binlog connection; the server reads the period (nanoseconds) from this user
+ * variable when the dump begins. MySQL 8.4+ reads `source_heartbeat_period`, MariaDB and older MySQL
+ * `master_heartbeat_period`; each ignores the other's.
+ */
+export const heartbeatSql = (timeoutMs: number): string => {
+  const ns = BigInt(heartbeatPeriodMs(timeoutMs)) * 1_000_000n;
+  return `SET @master_heartbeat_period = ${ns}, @source_heartbeat_period = ${ns}`;
+};
+
+/**
  * Follows the binlog with zongji and hands over whole transactions with the exact resume
  * position after each. Row events are buffered until the commit marker, so a consumer never
  * sees half a transaction.
@@ -109,6 +130,10 @@ export class BinlogReader {
   private readonly prepared = new Map<string, PreparedXa>();
   /** Columns of self-describing table maps, by zongji's table map entry. */
   private readonly mapped = new WeakMap<object, MappedColumn[]>();
+  /** When a byte last came from the server (or reading resumed after a pause): the watchdog's clock. */
+  private lastHeardMs = 0;
+  private paused = false;
+  private watchdog: NodeJS.Timeout | undefined;
 
   constructor(private readonly opts: BinlogReaderOptions) {
     this.zongji = new ZongJi({ ...connectionOptions(opts.source), ...BINLOG_CONNECTION_OPTIONS });
@@ -119,18 +144,32 @@ export class BinlogReader {
     for (const t of this.opts.tables) includeSchema[t.db] = [...(includeSchema[t.db] ?? []), t.table];
     return new Promise((resolve, reject) => {
       let ready = false;
-      this.zongji.on('ready', () => {
-        ready = true;
-        resolve();
-      });
-      this.zongji.on('error', (err: Error) => {
+      const fail = (err: Error) => {
         if (this.stopped) return;
+        this.stopWatchdog();
         // The server's replication errors end the connection too, but reconnecting would meet them again.
         const replicationError = (err as { errno?: number }).errno === 1236;
         const e = isConnectionLoss(err) && !replicationError ? err : describeBinlogError(err, this.whereDecoding(), this.opts.serverId);
-        if (!ready) reject(e);
-        else this.opts.onError(e);
+        if (!ready) {
+          // A start that failed part-way leaves connections open.
+          this.stop();
+          reject(e);
+        } else this.opts.onError(e);
+      };
+      this.startWatchdog(fail);
+      this.zongji.on('ready', () => {
+        ready = true;
+        const conn = this.zongji.connection;
+        // Queued now, ahead of the dump command zongji adds right after this event.
+        conn?.query(heartbeatSql(this.opts.source.heartbeatTimeoutMs), (err: Error | null) => {
+          if (err) fail(err);
+        });
+        (conn as unknown as { stream?: NodeJS.EventEmitter } | null)?.stream?.on('data', () => {
+          this.lastHeardMs = Date.now();
+        });
+        resolve();
       });
+      this.zongji.on('error', fail);
       this.zongji.on('binlog', (evt) => {
         try {
           this.handle(evt);
@@ -151,16 +190,40 @@ export class BinlogReader {
 
   stop(): void {
     this.stopped = true;
+    this.stopWatchdog();
     this.zongji.stop();
   }
 
   /** Stops delivery while the consumer catches up (TCP back-pressure reaches the server). */
   pause(): void {
+    this.paused = true;
     this.zongji.connection?.pause();
   }
 
   resume(): void {
+    // A pause of ours is no silence of the server's.
+    if (this.paused) this.lastHeardMs = Date.now();
+    this.paused = false;
     this.zongji.connection?.resume();
+  }
+
+  /** Fails the connection when the server has been silent for the heartbeat timeout while tidemark was reading. */
+  private startWatchdog(fail: (err: Error) => void): void {
+    const timeoutMs = this.opts.source.heartbeatTimeoutMs;
+    this.lastHeardMs = Date.now();
+    this.watchdog = setInterval(
+      () => {
+        if (!this.paused && Date.now() - this.lastHeardMs > timeoutMs)
+          fail(new ConnectionSilent('no binlog event and no heartbeat from the server', timeoutMs));
+      },
+      Math.max(100, Math.floor(timeoutMs / 10)),
+    );
+    this.watchdog.unref();
+  }
+
+  private stopWatchdog(): void {
+    clearInterval(this.watchdog);
+    this.watchdog = undefined;
   }
 
   /** Where the reader is, for an error message: the position and the last table a row event named. */

@@ -1,7 +1,8 @@
+import type { Socket } from 'node:net';
 import type { Connection, ConnectionOptions, Pool } from 'mysql2/promise';
 import mysql from 'mysql2/promise';
 import type { SourceIdentity } from '../checkpoint/store.js';
-import { isConnectionLoss, SourceError } from '../errors.js';
+import { ConnectionSilent, isConnectionLoss, SourceError } from '../errors.js';
 import { SNAPSHOT_CONNECTION_OPTIONS, SNAPSHOT_SESSION_SQL } from '../events/values.js';
 import { bytesBetween, type Position } from './position.js';
 
@@ -34,23 +35,65 @@ export async function connect(s: SourceSettings): Promise<Connection> {
  * pool, so a connection lost to a server restart or a KILL is replaced on the next query instead of
  * failing every later one.
  */
-export function controlPool(s: SourceSettings): Pool {
+export function controlPool(s: SourceSettings & Silence): Pool {
   const pool = mysql.createPool({ ...connectionOptions(s), ...SNAPSHOT_CONNECTION_OPTIONS, connectionLimit: 2, enableKeepAlive: true });
   pool.pool.on('connection', (c) => {
     for (const sql of SNAPSHOT_SESSION_SQL) c.query(sql);
   });
+  // A pooled connection is watched while a query holds it, not while it idles in the pool.
+  const unwatch = new WeakMap<object, () => void>();
+  pool.pool.on('acquire', (c) => unwatch.set(c, watchSilence(c, s.heartbeatTimeoutMs, 'no answer from the server to a query')));
+  pool.pool.on('release', (c) => {
+    unwatch.get(c)?.();
+    unwatch.delete(c);
+  });
   return pool;
+}
+
+/** How long a server may stay silent while tidemark waits on it. */
+export interface Silence {
+  heartbeatTimeoutMs: number;
+}
+
+/**
+ * Takes a connection for dead when no byte comes or goes for `ms` while it is watched: a partition leaves a
+ * query waiting on TCP for many minutes otherwise. The socket is destroyed, which fails the waiting query as
+ * a lost connection (retried). Returns the function that ends the watch.
+ */
+export function watchSilence(conn: object, ms: number, what: string): () => void {
+  // mysql2's socket: `stream` on a callback connection, under `connection` on a promise one.
+  const c = conn as { stream?: Socket; connection?: { stream?: Socket } };
+  const socket = c.stream ?? c.connection?.stream;
+  if (!socket) return () => {};
+  const onTimeout = () => socket.destroy(new ConnectionSilent(what, ms));
+  socket.setTimeout(ms);
+  socket.on('timeout', onTimeout);
+  return () => {
+    socket.setTimeout(0);
+    socket.off('timeout', onTimeout);
+  };
 }
 
 /** One dedicated connection (a chunk reader's), replaced after it is lost. */
 export class SourceLink {
   private conn: Connection | null = null;
 
-  constructor(private readonly settings: SourceSettings) {}
+  constructor(private readonly settings: SourceSettings & Silence) {}
 
   async get(): Promise<Connection> {
     this.conn ??= await connect(this.settings);
     return this.conn;
+  }
+
+  /** Runs `read` on the connection, which is taken for dead if the server falls silent meanwhile (watchSilence). */
+  async use<T>(read: (conn: Connection) => Promise<T>): Promise<T> {
+    const conn = await this.get();
+    const unwatch = watchSilence(conn, this.settings.heartbeatTimeoutMs, 'no answer from the server to a chunk read');
+    try {
+      return await read(conn);
+    } finally {
+      unwatch();
+    }
   }
 
   discard(): void {

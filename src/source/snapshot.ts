@@ -3,12 +3,12 @@ import type { Connection } from 'mysql2/promise';
 import type { ChunkRecord, KeyTuple } from '../checkpoint/store.js';
 import { type FailedRow, keyOrNull } from '../events/dead-letter.js';
 import { encodeValue, makeRowWriter, type RowOrigin, type RowWriter, snapshotSelectList } from '../events/values.js';
-import { BinlogReader, type BinlogTransaction } from './binlog.js';
+import { BinlogReader, type BinlogSourceSettings, type BinlogTransaction } from './binlog.js';
 import { chunkWhere } from './chunker.js';
 import type { KeyOrder } from './key-order.js';
 import { comparePositions, type Position } from './position.js';
 import type { ColumnInfo, TableSchema } from './schema.js';
-import { currentPosition, quoteId, type SourceSettings } from './server.js';
+import { currentPosition, quoteId } from './server.js';
 
 /** A captured table with its compiled JSON writers, one per reader (snapshot SELECT, binlog). */
 export interface SnapshotTable {
@@ -53,7 +53,7 @@ export interface ChunkRows {
 export interface ChunkReaderContext {
   flavour: 'mysql' | 'mariadb';
   gtidMode: boolean;
-  source: SourceSettings;
+  source: BinlogSourceSettings;
 }
 
 /**

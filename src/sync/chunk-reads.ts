@@ -18,8 +18,15 @@ export type ChunkQueue = { next(): Promise<IteratorResult<{ table: CapturedTable
 /** Reads of one chunk whose table keeps changing under it, before its last read is kept. */
 const SCHEMA_CHANGE_TRIES = 5;
 
-/** Reads of one chunk after a lost connection, before the run stops. */
+/**
+ * Reads of one chunk refused for a passing reason (a table re-created under a consistent snapshot, an XA
+ * transaction prepared before the low watermark), before the run stops. A lost or refused connection is tried
+ * again until the server is back, as the binlog stream is: a server restart takes as long as it takes.
+ */
 const CHUNK_READ_ATTEMPTS = 5;
+
+/** Backoff between reads of one chunk; it starts over with the next chunk. */
+const CHUNK_READ_BACKOFF = { minTimeout: 500, maxTimeout: 15_000, factor: 2 };
 
 /** Hands out pending chunks one at a time; new bounds are computed and stored only when needed. */
 export function chunkQueue(parts: RunParts, todo: CapturedTable[]): ChunkQueue {
@@ -60,7 +67,8 @@ export function chunkQueue(parts: RunParts, todo: CapturedTable[]): ChunkQueue {
 
 /**
  * Reads a chunk exact as of its high watermark and turns its rows into snapshot reads. A lost
- * connection is replaced and the chunk read again from its low watermark, a few times.
+ * connection is replaced and the chunk read again from its low watermark, until the server is back;
+ * undefined when a stop was asked for meanwhile.
  */
 export async function readChunkEvents(
   parts: RunParts,
@@ -68,40 +76,54 @@ export async function readChunkEvents(
   table: CapturedTable,
   chunk: ChunkRecord,
   backfillServerId: number,
-): Promise<{ events: (RowEvent | DeadLetter)[]; result: ChunkRows }> {
+): Promise<{ events: (RowEvent | DeadLetter)[]; result: ChunkRows } | undefined> {
   const { info, config, registry, observer, log, signal } = parts;
   let codec = await registry.snapshotCodec(table);
   const ctx = { flavour: info.identity.flavour, gtidMode: info.gtidMode, source: config.source };
   // An XA COMMIT in the backfill whose XA PREPARE came before the low watermark: read again, the commit is then behind it.
-  const readAgain = (err: Error) => (isRetriable(err) || err instanceof XaPrepareMissing) && !signal?.aborted;
-  const read = async () => {
-    const conn = await link.get();
-    await waitForPreparedXa(conn, parts);
-    // A DDL statement that ran while the chunk was read leaves rows of the old columns: read it again with the new ones.
-    for (let tries = 1; ; tries++) {
-      const rows = await readChunk(ctx, conn, codec, chunk, backfillServerId);
-      if (!(await registry.snapshotSchemaChanged(table, codec)) || tries >= SCHEMA_CHANGE_TRIES) return rows;
-      log('table changed while a chunk was read; reading it again', { table: table.name, chunk: chunk.idx });
-      codec = await registry.snapshotCodec(table);
-    }
-  };
+  const readAgain = (err: Error & { attemptNumber: number }) =>
+    !signal?.aborted && (isConnectionLoss(err) || ((isRetriable(err) || err instanceof XaPrepareMissing) && err.attemptNumber < CHUNK_READ_ATTEMPTS));
+  const read = () =>
+    link.use(async (conn) => {
+      await waitForPreparedXa(conn, parts);
+      // A DDL statement that ran while the chunk was read leaves rows of the old columns: read it again with the new ones.
+      for (let tries = 1; ; tries++) {
+        const rows = await readChunk(ctx, conn, codec, chunk, backfillServerId);
+        if (!(await registry.snapshotSchemaChanged(table, codec)) || tries >= SCHEMA_CHANGE_TRIES) return rows;
+        log('table changed while a chunk was read; reading it again', { table: table.name, chunk: chunk.idx });
+        codec = await registry.snapshotCodec(table);
+      }
+    });
+  let lostAt: number | undefined;
   const result = await pRetry(read, {
-    retries: CHUNK_READ_ATTEMPTS - 1,
-    minTimeout: 500,
-    factor: 2,
+    forever: true,
+    ...CHUNK_READ_BACKOFF,
     shouldRetry: readAgain,
     // p-retry calls this also for an error it will not retry.
     onFailedAttempt: (err) => {
-      if (!readAgain(err) || err.retriesLeft === 0) return;
+      if (!readAgain(err)) return;
       const lost = isConnectionLoss(err);
       if (lost) {
         link.discard();
-        observer?.reconnected?.();
+        if (lostAt === undefined) {
+          lostAt = Date.now();
+          observer?.disconnected?.();
+        }
       }
       const why = lost ? 'source connection lost while reading a chunk' : 'chunk read refused for now';
-      log(`${why}; reading it again`, { table: table.name, chunk: chunk.idx, error: errorOf(err).message });
+      log(`${why}; reading it again`, { table: table.name, chunk: chunk.idx, error: errorOf(err).message, attempt: err.attemptNumber });
     },
+    ...(signal ? { signal } : {}),
+  }).catch((err: unknown) => {
+    // A stop asked for while the server is away ends the wait; the chunk is read again by the next run.
+    if (signal?.aborted) return undefined;
+    throw err;
   });
+  if (result === undefined) return undefined;
+  if (lostAt !== undefined) {
+    observer?.reconnected?.();
+    log('source reconnected', { table: table.name, chunk: chunk.idx, outageMs: Date.now() - lostAt });
+  }
   const { db, table: name } = table.schema;
   const source = { file: result.hw.file, pos: result.hw.pos, gtid: null, serverId: 0, tsMs: Date.now(), snapshot: true };
   const { keys, rows, failed } = result;

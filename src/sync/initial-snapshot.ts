@@ -72,8 +72,9 @@ async function readAndCommit(
   chunk: ChunkRecord,
   serverId: number,
 ): Promise<{ committed: Promise<void>; rows: number; backfilled: number } | undefined> {
-  const { events, result } = await readChunkEvents(parts, link, table, chunk, serverId);
-  if (parts.signal?.aborted) return undefined;
+  const read = await readChunkEvents(parts, link, table, chunk, serverId);
+  if (!read || parts.signal?.aborted) return undefined;
+  const { events, result } = read;
   const rows = result.rows.length;
   const committed = parts.committer.commit(events, { chunksDone: [{ table: table.name, idx: chunk.idx, lw: result.lw, hw: result.hw, rows }] });
   return { committed, rows, backfilled: result.backfilled };

@@ -80,6 +80,7 @@ metrics:
         serverId: 5401,
         tables: ['shop.orders', 'shop.*'],
         connectTimeoutMs: 2000,
+        heartbeatTimeoutMs: 30_000,
         allowWithoutGtid: false,
       },
       snapshot: { mode: 'when_needed', chunkSize: 1000, parallelism: 4, chunkKey: { 'shop.events': ['event_id'] } },

@@ -59,7 +59,9 @@ export class BinlogTail {
       if (this.failure) this.queuedBeforeFailure--;
       if (this.queue.low) this.reader?.resume();
       // Starting at a file's beginning (to learn its GTIDs), at an XA restart point, or reconnecting replays what was already had.
-      if (comparePositions(item.end, this.lastReceived) <= 0) continue;
+      // A boundary at the last position itself (a heartbeat of an idle server) passes: committed, it says the checkpoint is current.
+      const order = comparePositions(item.end, this.lastReceived);
+      if (order < 0 || (order === 0 && 'changes' in item)) continue;
       this.lastReceived = item.end;
       this.restart = item.restart;
       return item;
@@ -167,7 +169,7 @@ export class BinlogTail {
     const { log, observer, signal } = this.parts;
     this.reader?.stop();
     this.queue.clear();
-    observer?.reconnected?.();
+    observer?.disconnected?.();
     log('binlog connection lost; reconnecting', { error: err.message });
     const lostAt = Date.now();
     const tryAgain = (e: Error) => isRetriable(e) && !signal?.aborted;
@@ -186,6 +188,7 @@ export class BinlogTail {
       if (signal?.aborted) return;
       throw e;
     }
+    observer?.reconnected?.();
     log('binlog reconnected', { outageMs: Date.now() - lostAt });
   }
 }

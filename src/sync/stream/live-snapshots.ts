@@ -177,10 +177,12 @@ export class LiveSnapshots {
       this.link ??= new SourceLink(parts.config.source);
       const serverId = serverIdRange(parts.config).first + 1;
       let read = await readChunkEvents(parts, this.link, table, chunk, serverId);
-      for (let i = 0; i < LW_BEHIND_TRIES && comparePositions(read.result.lw, this.tail.lastReceived) < 0; i++) {
+      for (let i = 0; read && i < LW_BEHIND_TRIES && comparePositions(read.result.lw, this.tail.lastReceived) < 0; i++) {
         await sleep(20);
         read = await readChunkEvents(parts, this.link, table, chunk, serverId);
       }
+      // Stopped while the server was away: the chunk stays pending for the next run.
+      if (!read) return;
       const { events, result } = read;
       const done = { table: table.name, idx: chunk.idx, lw: result.lw, hw: result.hw, rows: result.rows.length };
       if (current.again) {
