@@ -85,7 +85,12 @@ function selectRows(
     const rows: string[] = [];
     const failed: FailedRow[] = [];
     // The callback connection under the promise wrapper (typed only on pool connections): its query emits rows one by one.
-    (conn as unknown as { connection: CoreConnection }).connection
+    const core = (conn as unknown as { connection: CoreConnection }).connection;
+    // mysql2 reports a connection lost under a query read as events (a reset, or watchSilence destroying the socket)
+    // to the connection, not to the query, which then never ends: the read would wait forever.
+    const lost = (err: Error) => reject(err);
+    core.once('error', lost);
+    core
       .query(sql, params)
       .on('result', (raw: unknown) => {
         const r = raw as Record<string, unknown>;
@@ -97,8 +102,14 @@ function selectRows(
           failed.push({ db, table: name, key: keyOrNull(table.snapshotKey, r), raw: r, error, where: `read by the snapshot (chunk ${chunk.idx})` });
         }
       })
-      .on('error', reject)
-      .on('end', () => resolve({ keys, rows, failed }));
+      .on('error', (err: Error) => {
+        core.off('error', lost);
+        reject(err);
+      })
+      .on('end', () => {
+        core.off('error', lost);
+        resolve({ keys, rows, failed });
+      });
   });
 }
 
