@@ -79,11 +79,23 @@ const CONNECTION_LOSS_CODES = new Set([
 ]);
 
 /**
+ * A TLS handshake that failed on the certificate, or a server that offers no TLS where it is required: mysql2 marks
+ * both fatal, but unlike a lost connection no new attempt gets past them. Network failures during the handshake share
+ * mysql2's code and stay connection losses.
+ */
+export function isTlsRefusal(err: unknown): boolean {
+  const e = err as { code?: string; message?: string } | null;
+  if (e?.code === 'HANDSHAKE_NO_SSL_SUPPORT') return true;
+  return e?.code === 'HANDSHAKE_SSL_ERROR' && !/ECONNRESET|EPIPE|ETIMEDOUT|socket hang up|socket disconnected/i.test(e.message ?? '');
+}
+
+/**
  * mysql2 marks errors that leave the connection unusable (lost, reset, killed) as fatal. A TidemarkError that
  * explains a refused reconnect keeps the network error as its cause.
  */
 export function isConnectionLoss(err: unknown): boolean {
   if (err instanceof ConnectionSilent) return true;
+  if (isTlsRefusal(err)) return false;
   const e = err as { fatal?: boolean; code?: string; cause?: unknown } | null;
   if (e?.fatal === true || CONNECTION_LOSS_CODES.has(e?.code ?? '')) return true;
   return err instanceof TidemarkError && err.retriable && e?.cause !== undefined && isConnectionLoss(e.cause);

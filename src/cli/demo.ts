@@ -141,6 +141,7 @@ async function demo(givenDir: string | undefined, seconds: number | undefined): 
         connectTimeoutMs: 10_000,
         heartbeatTimeoutMs: 30_000,
         allowWithoutGtid: false,
+        ssl: { mode: 'preferred' },
       },
       snapshot: { mode: 'initial', chunkSize: 2000, parallelism: 2, chunkKey: {} },
       checkpoint: { path: join(dir, 'checkpoint.sqlite') },

@@ -2,7 +2,8 @@ import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { LineCounter, parseDocument } from 'yaml';
 import { ConfigError } from '../errors.js';
-import { type Config, configSchema, describeIssue } from './schema.js';
+import { type Config, configSchema, describeIssue, isSecretPath } from './schema.js';
+import { readTlsFiles } from './tls-files.js';
 
 export type { Config } from './schema.js';
 export { matchTables } from './schema.js';
@@ -47,7 +48,11 @@ function substitute(value: unknown, path: KeyPath, env: NodeJS.ProcessEnv, probl
     };
     if (!close) return fail('unterminated "${" (write "$${" for a literal "${")');
     const ref = REFERENCE_BODY.exec(body);
-    if (!ref || ref[2]?.includes('${')) return fail(`invalid reference "\${${body}}" (expected \${NAME} or \${NAME:-default})`);
+    if (!ref || ref[2]?.includes('${')) {
+      // The text around a bad reference in a password is most of the password.
+      const what = isSecretPath(path) ? 'an invalid reference' : `invalid reference "\${${body}}"`;
+      return fail(`${what} (expected \${NAME} or \${NAME:-default}; write "$\${" for a literal "\${")`);
+    }
     const [, name = '', fallback] = ref;
     const set = env[name];
     if (fallback !== undefined && !set) return fallback;
@@ -118,9 +123,12 @@ export function loadConfig(path: string, env: NodeJS.ProcessEnv = process.env): 
   // finds the same checkpoint and output whether systemd starts it from / or someone runs it by hand.
   const dir = dirname(configPath);
   const { sink } = result.data;
+  const tls = readTlsFiles(result.data.source.ssl, dir);
+  if (tls.problems.length > 0) throw new ConfigError(`invalid config file ${configPath}:`, tls.problems);
   return {
     ...result.data,
     configPath,
+    source: { ...result.data.source, ssl: tls.ssl },
     checkpoint: { path: resolve(dir, result.data.checkpoint.path) },
     sink: sink.type === 'jsonl' ? { ...sink, path: resolve(dir, sink.path) } : sink,
   };

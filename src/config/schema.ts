@@ -10,8 +10,28 @@ const MAX_SERVER_ID = 2 ** 32 - 1;
 // Derived ids start here so they stay clear of the small ids people hand out to real servers.
 const DERIVED_SERVER_ID_FLOOR = 5400;
 
-// The values of these keys may hold a password, so messages never echo them.
-const SECRET_KEYS = new Set(['source.url', 'source.password', 'sink.sasl.password']);
+// The values of these keys, and of every key below them, may hold a password or a private key, so messages never echo them.
+const SECRET_KEYS = [
+  'source.url',
+  'source.password',
+  'source.ssl.key',
+  'sink.url',
+  'sink.password',
+  // Kafka's SASL (aws takes its keys here too) and the TLS options handed to kafkajs or a database driver.
+  'sink.sasl.password',
+  'sink.sasl.accessKeyId',
+  'sink.sasl.secretAccessKey',
+  'sink.sasl.sessionToken',
+  'sink.ssl.key',
+  'sink.ssl.passphrase',
+  'sink.ssl.pfx',
+];
+
+/** Whether the value at `path` (config keys from the top) may hold a secret: a secret key's own or one nested below it. */
+export function isSecretPath(path: readonly PropertyKey[]): boolean {
+  const dotted = path.map(String).join('.');
+  return SECRET_KEYS.some((k) => dotted === k || dotted.startsWith(`${k}.`));
+}
 
 const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
@@ -38,7 +58,7 @@ const EXPECTED: Record<string, string> = {
  * problem can be fixed from the message alone. Schema-level messages below take precedence over it.
  */
 export function describeIssue(issue: z.core.$ZodRawIssue): string {
-  const secret = SECRET_KEYS.has((issue.path ?? []).join('.'));
+  const secret = isSecretPath(issue.path ?? []);
   switch (issue.code) {
     case 'invalid_type':
       if (issue.input === undefined) return 'required';
@@ -143,7 +163,8 @@ function parseSourceUrl(raw: string, ctx: z.core.$RefinementCtx<string>): Endpoi
     return fail(`expected a mysql:// or mariadb:// URL, got scheme "${url.protocol.slice(0, -1)}"`);
   }
   if (url.pathname !== '' && url.pathname !== '/') return fail('a database path is not supported; list the tables in source.tables');
-  if (url.search !== '' || url.hash !== '') return fail('query parameters and fragments are not supported');
+  // A `#` or `?` in a password that is not percent-encoded starts a fragment or a query.
+  if (url.search !== '' || url.hash !== '') return fail('query parameters and fragments are not supported (in the password write # as %23, ? as %3F)');
   if (url.hostname === '') return fail('the URL has no host');
   let user: string;
   let password: string;
@@ -151,7 +172,7 @@ function parseSourceUrl(raw: string, ctx: z.core.$RefinementCtx<string>): Endpoi
     user = decodeURIComponent(url.username);
     password = decodeURIComponent(url.password);
   } catch {
-    return fail('malformed percent-encoding in the user or password');
+    return fail('malformed percent-encoding in the user or password (write % itself as %25)');
   }
   if (user === '') return fail('the URL has no user');
   return {
@@ -163,6 +184,67 @@ function parseSourceUrl(raw: string, ctx: z.core.$RefinementCtx<string>): Endpoi
 }
 
 const ENDPOINT_KEYS = ['host', 'port', 'user', 'password'] as const;
+
+/** TLS to the source, as the mysql client's --ssl-mode names it. */
+export const SSL_MODES = ['disabled', 'preferred', 'required', 'verify-ca', 'verify-identity'] as const;
+export type SslMode = (typeof SSL_MODES)[number];
+
+/** The modes that check the server's certificate against a CA, so the only ones `ca` is for. */
+export const VERIFYING_SSL_MODES: ReadonlySet<SslMode> = new Set(['verify-ca', 'verify-identity']);
+
+// A mode is echoed only when it looks like a word: `ssl:` given a pasted key instead must not print it back.
+const modeFound = (v: unknown): string => (typeof v === 'string' && !/^[a-z-]{1,40}$/.test(v) ? `got a string of ${v.length} characters` : got(v));
+
+const sslMode = z.preprocess(
+  // The mysql client's spelling (--ssl-mode=VERIFY_IDENTITY) works too.
+  (v) => (typeof v === 'string' ? v.trim().toLowerCase().replace(/_/g, '-') : v),
+  z.enum(SSL_MODES, { error: (issue) => (issue.input === undefined ? 'required' : `expected one of ${SSL_MODES.join(', ')}, ${modeFound(issue.input)}`) }),
+);
+
+const SSL_KEYS = ['mode', 'ca', 'cert', 'key'] as const;
+
+const sslSchema = z.preprocess(
+  // `ssl: required` is short for `ssl: { mode: required }`.
+  (v) => (typeof v === 'string' ? { mode: v } : v),
+  z
+    .strictObject(
+      {
+        mode: sslMode.default('preferred'),
+        // Each is PEM text (-----BEGIN …) or the path of a file holding it; loadConfig reads the files.
+        ca: nonEmpty.optional(),
+        cert: nonEmpty.optional(),
+        key: nonEmpty.optional(),
+      },
+      {
+        error: (issue) => {
+          if (issue.code === 'unrecognized_keys') return `unknown key (allowed: ${SSL_KEYS.join(', ')})`;
+          if (issue.code === 'invalid_type') return `expected a mode (${SSL_MODES.join(', ')}) or a mapping of ${SSL_KEYS.join(', ')}, ${got(issue.input)}`;
+          return undefined;
+        },
+      },
+    )
+    .superRefine(
+      (ssl, ctx) => {
+        const issue = (key: string, message: string) => ctx.addIssue({ code: 'custom', path: [key], message });
+        // Refused rather than ignored: a CA given with a mode that does not check the certificate would give a false sense of safety.
+        if (ssl.ca !== undefined && !VERIFYING_SSL_MODES.has(ssl.mode)) {
+          issue(
+            'ca',
+            `is only used with mode verify-ca or verify-identity (mode ${ssl.mode} does not check the server's certificate); set source.ssl.mode to one of them`,
+          );
+        }
+        if (ssl.mode === 'disabled') {
+          for (const k of ['cert', 'key'] as const)
+            if (ssl[k] !== undefined) issue(k, 'has no use with mode disabled (no TLS); remove it or choose another mode');
+        } else if (ssl.cert !== undefined && ssl.key === undefined) {
+          issue('key', "required with source.ssl.cert (the client certificate's private key)");
+        } else if (ssl.key !== undefined && ssl.cert === undefined) {
+          issue('cert', 'required with source.ssl.key (the client certificate the key belongs to)');
+        }
+      },
+      { when: (payload) => !payload.issues.some((i) => i.path?.[0] === 'mode') },
+    ),
+);
 
 const sourceSchema = strict({
   url: z.string().transform(parseSourceUrl).optional(),
@@ -177,6 +259,7 @@ const sourceSchema = strict({
   // Silence on a binlog connection (no event, no server heartbeat) this long means it is dead.
   heartbeatTimeoutMs: int(1000, 3_600_000).default(30_000),
   allowWithoutGtid: bool.default(false),
+  ssl: sslSchema.prefault({}),
 }).superRefine(
   (source, ctx) => {
     const given = ENDPOINT_KEYS.filter((k) => k in source);
@@ -249,7 +332,8 @@ const kafkaSinkSchema = strict({
   // Handed to kafkajs unchanged (tls.connect options, PEM contents inline or from ${ENV}).
   ssl: z
     .union([bool, z.record(z.string(), z.unknown())], {
-      error: (issue) => `expected true, false or a mapping of TLS options, ${got(issue.input)}`,
+      // A string here is most likely a key or certificate meant for one of the mapping's keys: not echoed.
+      error: (issue) => `expected true, false or a mapping of TLS options, ${got(issue.input, typeof issue.input === 'string')}`,
     })
     .optional(),
   sasl: z
@@ -301,6 +385,16 @@ export interface SourceConfig {
   heartbeatTimeoutMs: number;
   /** Run against a MySQL server with gtid_mode OFF, accepting the low watermark race (README Limits). */
   allowWithoutGtid: boolean;
+  /** TLS on every connection to the source. */
+  ssl: SourceTls;
+}
+
+/** `source.ssl`. After loadConfig, `ca`, `cert` and `key` hold PEM text (a file's content where the config named a file). */
+export interface SourceTls {
+  mode: SslMode;
+  ca?: string;
+  cert?: string;
+  key?: string;
 }
 
 export interface SnapshotConfig {
@@ -386,7 +480,7 @@ export const configSchema = strict({
     { when: validAt(['source', 'serverId'], ['snapshot', 'parallelism']) },
   )
   .transform((config): Omit<Config, 'configPath'> => {
-    const { url, host, port, user, password, serverId, tables, connectTimeoutMs, heartbeatTimeoutMs, allowWithoutGtid } = config.source;
+    const { url, host, port, user, password, serverId, tables, connectTimeoutMs, heartbeatTimeoutMs, allowWithoutGtid, ssl } = config.source;
     const endpoint = url ?? { host, port, user, password };
     return {
       name: config.name,
@@ -401,6 +495,7 @@ export const configSchema = strict({
         connectTimeoutMs,
         heartbeatTimeoutMs,
         allowWithoutGtid,
+        ssl,
       },
       snapshot: config.snapshot,
       checkpoint: { path: config.checkpoint.path ?? `./data/${config.name}.sqlite` },

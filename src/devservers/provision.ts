@@ -6,17 +6,21 @@ import { withTimeout } from '../timeout.js';
 
 const run = promisify(execFile);
 
-export type ServerKind = 'mysql' | 'mariadb' | 'kafka';
+export type ServerKind = 'mysql' | 'mariadb' | 'kafka' | 'postgres';
 
 /** Where the servers came from, in the order they are tried. */
 export type ServerOrigin = 'env' | 'containers' | 'local';
 
 export interface DevServers {
   origin: ServerOrigin;
-  /** `mysql://user:password@host:port` URLs and Kafka `host:port` lists, per requested kind. */
+  /** `mysql://user:password@host:port` URLs, Kafka `host:port` lists and `postgres://user@host:port/db` URLs, per requested kind. */
   mysqlUrl?: string;
   mariadbUrl?: string;
   kafkaBrokers?: string;
+  postgresUrl?: string;
+  /** PEM files of the CAs that signed the MySQL and MariaDB servers' certificates, where known (local servers). */
+  mysqlCa?: string;
+  mariadbCa?: string;
   /** Stops what this call started; servers that were already there are left running. */
   stop(): Promise<void>;
 }
@@ -25,37 +29,44 @@ const ENV_KEYS: Record<ServerKind, string> = {
   mysql: 'TIDEMARK_TEST_MYSQL_URL',
   mariadb: 'TIDEMARK_TEST_MARIADB_URL',
   kafka: 'TIDEMARK_TEST_KAFKA_BROKERS',
+  postgres: 'TIDEMARK_TEST_POSTGRES_URL',
 };
 
 const SCRIPT = fileURLToPath(new URL('../../scripts/test-servers.sh', import.meta.url));
 
 /**
- * Finds or starts MySQL, MariaDB and Kafka servers with the binlog settings tidemark needs:
- * URLs from the environment first, then testcontainers where a container runtime answers,
- * else the local servers of scripts/test-servers.sh (Debian packages and Maven jars, cached).
- * `TIDEMARK_TEST_SERVERS=local|containers` forces a path.
+ * Finds or starts MySQL, MariaDB, Kafka and PostgreSQL servers with the settings tidemark needs:
+ * each from its URL in the environment when set, the others with testcontainers where a container
+ * runtime answers, else the local servers of scripts/test-servers.sh (Debian packages and Maven jars,
+ * cached). `TIDEMARK_TEST_SERVERS=local|containers` forces a path.
  */
 export async function provisionServers(kinds: ServerKind[], log: (line: string) => void = () => {}): Promise<DevServers> {
-  const fromEnv = kinds.map((k) => process.env[ENV_KEYS[k]]);
-  if (fromEnv.every((v) => v)) {
-    log(`using servers from the environment (${kinds.map((k) => ENV_KEYS[k]).join(', ')})`);
-    return withUrls({ origin: 'env', stop: async () => {} }, kinds, fromEnv as string[]);
-  }
+  const given = kinds.filter((k) => process.env[ENV_KEYS[k]]);
+  const rest = kinds.filter((k) => !given.includes(k));
+  if (given.length > 0) log(`using servers from the environment (${given.map((k) => ENV_KEYS[k]).join(', ')})`);
+  const fromEnv = (servers: DevServers) =>
+    withUrls(
+      servers,
+      given,
+      given.map((k) => process.env[ENV_KEYS[k]]!),
+    );
+  if (rest.length === 0) return fromEnv({ origin: 'env', stop: async () => {} });
   const forced = process.env.TIDEMARK_TEST_SERVERS;
   if (forced !== 'local' && (forced === 'containers' || (await containerRuntimeAnswers()))) {
     log('a container runtime answers: starting servers with testcontainers');
-    return startContainers(kinds, log);
+    return fromEnv(await startContainers(rest, log));
   }
   log(`no container runtime: starting local servers with ${SCRIPT}`);
-  return startLocal(kinds, log);
+  return fromEnv(await startLocal(rest, log));
 }
 
-function withUrls(base: Omit<DevServers, 'mysqlUrl' | 'mariadbUrl' | 'kafkaBrokers'>, kinds: ServerKind[], values: string[]): DevServers {
+function withUrls(base: DevServers, kinds: ServerKind[], values: string[]): DevServers {
   const servers: DevServers = { ...base };
   kinds.forEach((kind, i) => {
     const value = values[i];
     if (kind === 'mysql') servers.mysqlUrl = value;
     else if (kind === 'mariadb') servers.mariadbUrl = value;
+    else if (kind === 'postgres') servers.postgresUrl = value;
     else servers.kafkaBrokers = value;
   });
   return servers;
@@ -84,8 +95,12 @@ async function startLocal(kinds: ServerKind[], log: (line: string) => void): Pro
       .map((l) => l.split(/=(.*)/s).slice(0, 2) as [string, string]),
   );
   // Local servers outlive the run on purpose: the next run reuses them and starts in seconds.
+  const cas = {
+    mysqlCa: kinds.includes('mysql') ? env.TIDEMARK_TEST_MYSQL_CA : undefined,
+    mariadbCa: kinds.includes('mariadb') ? env.TIDEMARK_TEST_MARIADB_CA : undefined,
+  };
   return withUrls(
-    { origin: 'local', stop: async () => {} },
+    { origin: 'local', stop: async () => {}, ...cas },
     kinds,
     kinds.map((k) => env[ENV_KEYS[k]] ?? ''),
   );
@@ -130,6 +145,15 @@ async function startContainers(kinds: ServerKind[], log: (line: string) => void)
       started.push(c);
       values.push(`127.0.0.1:${port}`);
       log(`kafka container on 127.0.0.1:${port}`);
+    } else if (kind === 'postgres') {
+      const c = await new GenericContainer('postgres:17')
+        .withEnvironment({ POSTGRES_HOST_AUTH_METHOD: 'trust' })
+        .withExposedPorts(5432)
+        .withWaitStrategy(Wait.forLogMessage(/database system is ready to accept connections/, 2))
+        .start();
+      started.push(c);
+      values.push(`postgres://postgres@127.0.0.1:${c.getMappedPort(5432)}/postgres`);
+      log(`postgres container on 127.0.0.1:${c.getMappedPort(5432)}`);
     } else {
       const mysql = kind === 'mysql';
       const flags = mysql

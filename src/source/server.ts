@@ -2,9 +2,11 @@ import type { Socket } from 'node:net';
 import type { Connection, ConnectionOptions, Pool } from 'mysql2/promise';
 import mysql from 'mysql2/promise';
 import type { SourceIdentity } from '../checkpoint/store.js';
+import type { SourceTls } from '../config/schema.js';
 import { ConnectionSilent, isConnectionLoss, SourceError } from '../errors.js';
 import { SNAPSHOT_CONNECTION_OPTIONS, SNAPSHOT_SESSION_SQL } from '../events/values.js';
 import { bytesBetween, type Position } from './position.js';
+import { describeTlsError, identityStream, rememberNoTls, serverOffersNoTls, sslOptions } from './tls.js';
 
 export interface SourceSettings {
   host: string;
@@ -12,19 +14,35 @@ export interface SourceSettings {
   user: string;
   password: string;
   connectTimeoutMs: number;
+  /** TLS of every connection: queries, pools, chunk readers and the binlog stream all take their options here. */
+  ssl: SourceTls;
 }
 
-export function connectionOptions(s: SourceSettings): ConnectionOptions {
-  return { host: s.host, port: s.port, user: s.user, password: s.password, connectTimeout: s.connectTimeoutMs };
+/** `tryTls`: in mode preferred, ask for TLS even where the server offered none last time. */
+export function connectionOptions(s: SourceSettings, tryTls = false): ConnectionOptions {
+  const options: ConnectionOptions = { host: s.host, port: s.port, user: s.user, password: s.password, connectTimeout: s.connectTimeoutMs };
+  const ssl = sslOptions(s, tryTls);
+  if (ssl) options.ssl = ssl;
+  const stream = identityStream(s);
+  if (stream) options.stream = stream;
+  return options;
 }
 
 /** Opens a query connection whose values are lossless and whose session time zone is UTC. */
 export async function connect(s: SourceSettings): Promise<Connection> {
   let conn: Connection;
   try {
-    conn = await mysql.createConnection({ ...connectionOptions(s), ...SNAPSHOT_CONNECTION_OPTIONS });
+    conn = await mysql.createConnection({ ...connectionOptions(s, true), ...SNAPSHOT_CONNECTION_OPTIONS });
+    if (s.ssl.mode === 'preferred') rememberNoTls(s, false);
   } catch (err) {
-    throw describeConnectError(err, s);
+    if (s.ssl.mode !== 'preferred' || !serverOffersNoTls(err)) throw describeConnectError(err, s);
+    // Preferred, as in the mysql client: TLS where the server offers it, plain text where it offers none.
+    rememberNoTls(s, true);
+    try {
+      conn = await mysql.createConnection({ ...connectionOptions(s), ...SNAPSHOT_CONNECTION_OPTIONS });
+    } catch (plainErr) {
+      throw describeConnectError(plainErr, s);
+    }
   }
   for (const sql of SNAPSHOT_SESSION_SQL) await conn.query(sql);
   return conn;
@@ -110,8 +128,19 @@ export class SourceLink {
 function describeConnectError(err: unknown, s: SourceSettings): Error {
   const e = err as { code?: string; message?: string };
   const where = `${s.user}@${s.host}:${s.port}`;
+  const tls = describeTlsError(err, s);
+  if (tls) return tls;
   if (e.code === 'ER_ACCESS_DENIED_ERROR') {
-    return new SourceError(`cannot log in to the source as ${where}: access denied. Check source.user and source.password (or the password in source.url).`);
+    // The server says the same to an account created REQUIRE SSL (or X509) that connects without TLS, and MariaDB
+    // also to any connection without TLS while require_secure_transport is ON.
+    const plain =
+      sslOptions(s) === undefined
+        ? ' An account created REQUIRE SSL gets this too without TLS, as does any account on a MariaDB server with require_secure_transport=ON, ' +
+          `and this connection had none (source.ssl.mode ${s.ssl.mode}).`
+        : '';
+    return new SourceError(
+      `cannot log in to the source as ${where}: access denied. Check source.user and source.password (or the password in source.url).${plain}`,
+    );
   }
   if (e.code === 'ECONNREFUSED' || e.code === 'ETIMEDOUT' || e.code === 'ENOTFOUND' || e.code === 'EHOSTUNREACH') {
     return new SourceError(

@@ -55,6 +55,7 @@ describe.each(FLAVOURS)('tidemark check on %s', (flavour) => {
       expect(run.code, run.stderr).toBe(0);
       expect(run.results.map((r) => r.check)).toEqual([
         'connection',
+        'tls',
         'server',
         'log_bin',
         'binlog_format',

@@ -7,6 +7,7 @@ import { checkRetention } from './retention.js';
 import { checkServerIds } from './server-ids.js';
 import { settingChecks } from './settings.js';
 import { checkKeys, checkTablesMatch } from './tables.js';
+import { checkTls } from './tls.js';
 import { type CheckResult, type Flavour, fail, pass, type Source, VARIABLES, type Variables } from './types.js';
 
 export type { CheckResult, CheckStatus } from './types.js';
@@ -23,11 +24,15 @@ export async function runChecks(config: Config): Promise<CheckResult[]> {
   try {
     conn = await connect(config.source);
   } catch (err) {
+    // TLS failures name source.ssl and their own fix in the message.
+    const tls = errorMessage(err).includes('source.ssl');
     return [
       fail(
         'connection',
         errorMessage(err),
-        'Correct source.url (or source.host, source.port, source.user, source.password) and make sure the server runs and accepts connections from this machine.',
+        tls
+          ? "Correct source.ssl (or the server's TLS settings) as the message above says, then run tidemark check again."
+          : 'Correct source.url (or source.host, source.port, source.user, source.password) and make sure the server runs and accepts connections from this machine.',
       ),
     ];
   }
@@ -46,7 +51,11 @@ export async function runChecks(config: Config): Promise<CheckResult[]> {
       ];
     }
     const { user, host } = source.account;
-    const results = [pass('connection', `logged in as ${user}@${host} at ${config.source.host}:${config.source.port}`), ...settingChecks(source)];
+    const results = [
+      pass('connection', `logged in as ${user}@${host} at ${config.source.host}:${config.source.port}`),
+      await checkTls(conn, config),
+      ...settingChecks(source),
+    ];
     for (const [check, run] of [
       ['source.tables', checkTablesMatch],
       ['table keys', checkKeys],
