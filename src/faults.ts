@@ -2,8 +2,17 @@
  * Fault injection for the integration tests, which must kill tidemark at moments no signal sent from outside
  * can hit reliably. TIDEMARK_TEST_CRASH_AT=<point> kills the process there, as `kill -9` would.
  */
-export function crashPoint(point: 'stream-start'): void {
+export function crashPoint(point: 'stream-start' | 'planned' | 'sink-commit' | 'sink-committed'): void {
   if (process.env.TIDEMARK_TEST_CRASH_AT === point) process.kill(process.pid, 'SIGKILL');
+}
+
+/**
+ * TIDEMARK_TEST_DROP_AT=<point>: the connection in use there counts as lost, as a network drop at that moment would;
+ * for moments a test cannot hit from outside (the binlog connection ready, nothing received on it yet).
+ */
+export function dropPoint(point: 'binlog-start'): Error | undefined {
+  if (process.env.TIDEMARK_TEST_DROP_AT !== point) return undefined;
+  return Object.assign(new Error(`connection dropped by TIDEMARK_TEST_DROP_AT=${point}`), { code: 'PROTOCOL_CONNECTION_LOST', fatal: true });
 }
 
 const POISON = process.env.TIDEMARK_TEST_POISON_VALUE;

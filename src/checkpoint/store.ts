@@ -58,6 +58,8 @@ export interface CheckpointUpdate {
   schemaVersions?: SchemaVersion[];
   /** Commit time (source clock) of the last source transaction in this commit: how far behind the stream is. */
   sourceTsMs?: number;
+  /** The source server, when it changed (a failover): recorded with the first position of its own. */
+  source?: SourceIdentity;
 }
 
 /** One column version of a table, in force from `from` (null: from before the checkpoint began) on. */
@@ -287,6 +289,7 @@ export class CheckpointStore {
           this.setMeta('restart', update.restart ? JSON.stringify(update.restart) : null);
         }
         if (update.sourceTsMs !== undefined) this.setMeta('last_source_ts_ms', String(update.sourceTsMs));
+        if (update.source) this.setMeta('source', JSON.stringify(update.source));
         for (const v of update.schemaVersions ?? []) this.insertSchemaVersion(v);
         if (update.deadLetters) {
           const counts = this.deadLetters();
@@ -418,6 +421,14 @@ export class CheckpointStore {
         this.sql('DELETE FROM tables WHERE name = ?').run(name);
       })
       .immediate();
+  }
+
+  /**
+   * Lets go of the done chunks' watermarks (binlog positions of the server they were read on), keeping the chunks:
+   * for a failover, once the stream is past every high watermark and the hand-off filter needs none of them.
+   */
+  forgetChunkPositions(): void {
+    this.sql('UPDATE chunks SET lw = NULL, hw = NULL').run();
   }
 
   forgetProgress(): void {

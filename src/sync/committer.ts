@@ -1,4 +1,4 @@
-import type { CheckpointStore, CheckpointUpdate } from '../checkpoint/store.js';
+import type { CheckpointStore, CheckpointUpdate, SourceIdentity } from '../checkpoint/store.js';
 import type { DebeziumEncoder } from '../events/debezium.js';
 import type { ChangeEvent, DeadLetterReason, OutputRecord } from '../events/event.js';
 import type { DeadLetterCount, Sink } from '../sink/sink.js';
@@ -10,6 +10,8 @@ import type { DeadLetterCount, Sink } from '../sink/sink.js';
 export class Committer {
   private chain: Promise<void> = Promise.resolve();
   committedRecords = 0;
+  /** A new source server (a failover), recorded by the next commit that carries a stream position, which is its. */
+  private newSource: SourceIdentity | undefined;
 
   constructor(
     private readonly store: CheckpointStore,
@@ -33,12 +35,21 @@ export class Committer {
     await this.sink.open(this.store.sinkState(), attempted);
   }
 
+  /** After a failover: the checkpoint names the new server from the first commit of one of its positions on. */
+  recordSourceWithNextPosition(identity: SourceIdentity): void {
+    this.newSource = identity;
+  }
+
   /**
    * Encodes and commits `events`. The events and their text are let go as soon as the sink has its own
    * form of them (the jsonl sink's bytes), not kept while the sink writes: a snapshot reads the next chunk
    * meanwhile, and keeping both alive makes the garbage collector copy them into the old generation.
    */
   commit(events: ChangeEvent[], update: CheckpointUpdate): Promise<void> {
+    if (this.newSource && update.stream) {
+      update = { ...update, source: this.newSource };
+      this.newSource = undefined;
+    }
     const job: { events: ChangeEvent[] | null } = { events };
     const next = this.chain.then(async () => {
       let records: OutputRecord[] | null = [];

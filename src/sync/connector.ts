@@ -1,18 +1,19 @@
-import { MariadbGtidPosition } from '@vlasky/zongji';
 import type { Connection } from 'mysql2/promise';
 import { CheckpointLock } from '../checkpoint/lock.js';
 import { CheckpointStore } from '../checkpoint/store.js';
 import type { Config } from '../config/load.js';
 import { SourceError } from '../errors.js';
 import { DebeziumEncoder } from '../events/debezium.js';
+import { crashPoint } from '../faults.js';
 import type { Log } from '../ops/logger.js';
 import { createSink } from '../sink/create.js';
+import { comparePositions } from '../source/position.js';
 import { loadCharsets } from '../source/schema.js';
 import { connect, controlPool, currentPosition, inspectServer, type ServerInfo } from '../source/server.js';
 import { Committer } from './committer.js';
 import { runInitialSnapshot } from './initial-snapshot.js';
 import type { RunParts, SyncOptions } from './options.js';
-import { planTables } from './plan.js';
+import { mariadbGtids, planTables } from './plan.js';
 import { runStream } from './stream/streamer.js';
 import { TableRegistry } from './table-registry.js';
 
@@ -40,13 +41,18 @@ async function syncLocked(config: Config, opts: SyncOptions, log: Log): Promise<
     const schemaContext = { flavour: info.identity.flavour, charsets: await loadCharsets(conn) };
     const registry = new TableRegistry(pool, await TableRegistry.load(conn, config), config, schemaContext);
     store = CheckpointStore.open(config.checkpoint.path);
-    const sameServer = await checkIdentity(conn, store, info, log);
+    let sameServer = await checkIdentity(conn, store, info, log);
     const encoder = new DebeziumEncoder({ name: config.name, tombstones: config.sink.tombstones, schemaChanges: config.sink.schemaChanges });
     const committer = new Committer(store, sink, encoder, (table, reason) => opts.observer?.deadLettered?.(table, reason));
     await committer.recover();
-    store.setSourceIdentity(info.identity);
 
-    await planTables(conn, config, store, info, registry.tables, log);
+    await planTables(conn, config, store, info, registry.tables, log, sameServer);
+    // A re-snapshot (the binlog after the checkpoint was purged) starts over with this server's positions.
+    if (store.streamPosition() === undefined) sameServer = true;
+    // After a failover the checkpoint's position is still the old server's until a commit brings one of this
+    // server's: only then does the checkpoint name this server (a crash in between resumes by GTID again).
+    if (sameServer) store.setSourceIdentity(info.identity);
+    else committer.recordSourceWithNextPosition(info.identity);
     // The stream decodes each table by the version in force where it resumes, not by the server's columns now.
     registry.adoptHistory(store);
     const resumeAt = store.streamRestart() ?? store.streamPosition();
@@ -62,6 +68,7 @@ async function syncLocked(config: Config, opts: SyncOptions, log: Log): Promise<
       })),
     );
     const parts: RunParts = { config, store, info, conn: pool, registry, committer, log, observer: opts.observer, signal: opts.signal };
+    crashPoint('planned');
     const snapshotDoneAt = await runInitialSnapshot(parts);
     if (opts.signal?.aborted) return;
     if (config.snapshot.mode === 'initial_only') {
@@ -104,9 +111,19 @@ async function checkIdentity(conn: Connection, store: CheckpointStore, info: Ser
   const stored = store.sourceIdentity();
   if (!stored) return true;
   if (stored.flavour === info.identity.flavour && stored.serverId === info.identity.serverId) return true;
+  if (store.lastCommittedSeq() === 0 && !store.pendingCommit()) {
+    // The sink holds nothing of the old server: its positions and plan are let go, and this one is snapshotted.
+    log('source server changed before anything was committed; starting afresh on this server', { was: stored.serverId, now: info.identity.serverId });
+    store.forgetProgress();
+    return true;
+  }
+  if (stored.flavour === info.identity.flavour) refuseUnfinishedHandoff(store, stored.serverId);
   const gtid = store.streamPosition()?.gtid;
   if (stored.flavour === info.identity.flavour && gtid && (await gtidsExecutedOn(conn, info.identity.flavour, gtid))) {
     log('source server changed; resuming by GTID position', { was: stored.serverId, now: info.identity.serverId });
+    // Every chunk's high watermark is behind the committed position, so the hand-off filter has nothing left to
+    // drop; kept, the old server's positions would be compared with this server's and drop changes.
+    store.forgetChunkPositions();
     return false;
   }
   throw new SourceError(
@@ -115,15 +132,33 @@ async function checkIdentity(conn: Connection, store: CheckpointStore, info: Ser
   );
 }
 
+/**
+ * The hand-off from snapshot to stream filters changes by the chunks' high watermarks, which are positions in the old
+ * server's binlog and mean nothing in another's: a failover is followed only once the stream has passed all of them.
+ */
+function refuseUnfinishedHandoff(store: CheckpointStore, was: string): void {
+  const stream = store.streamPosition();
+  const snapshotting = store.tables().filter((t) => t.state === 'snapshotting' || !stream);
+  const ahead = store
+    .tables()
+    .flatMap((t) => store.chunks(t.name))
+    .filter((c) => c.hw !== null && stream && comparePositions(c.hw, stream) > 0);
+  if (snapshotting.length === 0 && ahead.length === 0) return;
+  const tables = [...new Set([...snapshotting.map((t) => t.name), ...ahead.map((c) => c.table)])];
+  throw new SourceError(
+    `the source server changed while the snapshot of ${tables.join(', ')} was not yet handed off to the stream; its positions belong to server ${was}. ` +
+      'Point source at that server until `tidemark status` shows the snapshot complete, or run `tidemark reset` (or use a new checkpoint.path) to snapshot this server.',
+  );
+}
+
 async function gtidsExecutedOn(conn: Connection, flavour: 'mysql' | 'mariadb', gtid: string): Promise<boolean> {
   if (flavour === 'mysql') {
     const [rows] = await conn.query({ sql: 'SELECT GTID_SUBSET(?, @@GLOBAL.gtid_executed)', rowsAsArray: true }, [gtid]);
     return Number((rows as unknown[][])[0]![0]) === 1;
   }
-  const [rows] = await conn.query({ sql: 'SELECT @@GLOBAL.gtid_binlog_pos', rowsAsArray: true });
-  const here = MariadbGtidPosition.parse(String((rows as unknown[][])[0]![0]));
-  return gtid
-    .split(',')
-    .filter((g) => g !== '')
-    .every((g) => here.covers(g));
+  // The binlog state keeps the last GTID of every server of every domain: a promoted replica's has the old
+  // primary's GTIDs beside its own, where its binlog position (one GTID per domain) names only its own.
+  const [rows] = await conn.query({ sql: 'SELECT @@GLOBAL.gtid_binlog_state', rowsAsArray: true });
+  const last = new Map(mariadbGtids(String((rows as unknown[][])[0]![0] ?? '')).map((g) => [`${g.domain}-${g.server}`, g.seq]));
+  return mariadbGtids(gtid).every((g) => (last.get(`${g.domain}-${g.server}`) ?? -1n) >= g.seq);
 }

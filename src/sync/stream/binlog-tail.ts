@@ -1,6 +1,7 @@
 import pRetry from 'p-retry';
 import { serverIdRange } from '../../config/load.js';
 import { errorOf, isRetriable } from '../../errors.js';
+import { dropPoint } from '../../faults.js';
 import { BinlogReader, type StartAt } from '../../source/binlog.js';
 import { comparePositions, type Position } from '../../source/position.js';
 import type { RunParts } from '../options.js';
@@ -37,9 +38,18 @@ export class BinlogTail {
    * another server, only its GTIDs count.
    */
   async start(from: Position, restart: Position | undefined, sameServer: boolean): Promise<void> {
-    this.lastReceived = sameServer ? from : { file: 'any.000000', pos: 0 };
-    this.restart = restart;
-    await this.connect(restart ?? from);
+    // On another server nothing read can be ordered against `from`'s file/pos, so nothing is skipped by them; the
+    // GTIDs stay, so that a reconnect before the first item resumes by them too. An XA restart point is the old
+    // server's position: the GTIDs start after it, and an XA COMMIT whose PREPARE lies before then stops the stream.
+    this.lastReceived = sameServer ? from : { file: 'any.000000', pos: 0, ...(from.gtid === undefined ? {} : { gtid: from.gtid }) };
+    this.restart = sameServer ? restart : undefined;
+    await this.connect(this.restart ?? this.lastReceived);
+    const dropped = dropPoint('binlog-start');
+    if (dropped) {
+      this.reader?.stop();
+      this.queue.clear();
+      this.failure = dropped;
+    }
   }
 
   /**
