@@ -320,8 +320,8 @@ const kafkaSinkSchema = strict({
   tombstones,
   schemaChanges,
   acks: z.preprocess((v) => (typeof v === 'string' && /^-?\d+$/.test(v) ? Number(v) : v), z.literal([-1, 0, 1])).default(-1),
-  // kafkajs has only gzip built in; snappy, lz4 and zstd need codecs registered from outside it.
-  compression: z.enum(['none', 'gzip']).default('none'),
+  // kafkajs has only gzip built in; src/sink/kafka-codecs.ts registers snappy, lz4 and zstd from codec packages.
+  compression: z.enum(['none', 'gzip', 'snappy', 'lz4', 'zstd']).default('none'),
   // Just under the broker's default message.max.bytes (1048588) less the record batch overhead.
   maxRecordBytes: int(1024, 2_000_000_000).default(1_000_000),
   topic: strict({

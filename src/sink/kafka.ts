@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import {
   type Admin,
-  CompressionTypes,
+  type CompressionTypes,
   Kafka,
   type KafkaConfig,
   type logCreator,
@@ -21,6 +21,7 @@ import { deadLetterJson } from '../events/dead-letter.js';
 import type { OutputRecord } from '../events/event.js';
 import { createLogger } from '../ops/logger.js';
 import { withTimeout } from '../timeout.js';
+import { checkKafkaCompression, KAFKA_COMPRESSION } from './kafka-codecs.js';
 import type { DeadLetterCount, PreparedBatch, Sink } from './sink.js';
 
 export type KafkaSinkConfig = Extract<SinkConfig, { type: 'kafka' }>;
@@ -46,6 +47,9 @@ const COMMIT_BACKOFF = { minTimeout: 500, maxTimeout: 10_000, factor: 2 };
 // One record batch per partition per request, and brokers refuse batches over message.max.bytes (1 MiB by default).
 const SLICE_BYTES = 512 * 1024;
 const READ_OFFSETS_TIMEOUT_MS = 60_000;
+// The offsets are read by a consumer group, whose coordinator can be loading or moving for a few seconds (on a
+// new cluster, the first group anyone uses; after a broker restart), which kafkajs reports as a crash.
+const READ_OFFSETS_RETRY_WINDOW_MS = 30_000;
 // Best effort: a transaction left open is aborted by the broker at its timeout or by the next instance's fencing.
 const ABORT_TIMEOUT_MS = 5_000;
 
@@ -138,6 +142,7 @@ export class KafkaSink implements Sink {
   private readonly admin: Admin;
   private producer: Producer;
   private readonly brokers: string;
+  private readonly compression: CompressionTypes;
   private readonly topicPrefix: string;
   private readonly topicNames = new Map<string, string>();
   private readonly existingTopics = new Set<string>();
@@ -158,6 +163,7 @@ export class KafkaSink implements Sink {
     this.offsetsTopic = `${this.topicPrefix}.tidemark.offsets`;
     this.transactionalId = `tidemark-${name}`;
     this.brokers = config.brokers.join(', ');
+    this.compression = KAFKA_COMPRESSION[config.compression];
     this.kafka = new Kafka({
       brokers: config.brokers,
       clientId: config.clientId ?? `tidemark-${name}`,
@@ -251,7 +257,7 @@ export class KafkaSink implements Sink {
           }
           await this.ensureTopics(topics);
           if (this.config.exactlyOnce) await this.transaction(slices);
-          else for (const topicMessages of slices) await this.producer.sendBatch({ topicMessages, acks: this.config.acks, compression: this.compression() });
+          else for (const topicMessages of slices) await this.producer.sendBatch({ topicMessages, acks: this.config.acks, compression: this.compression });
         },
         {
           ...COMMIT_BACKOFF,
@@ -315,14 +321,10 @@ export class KafkaSink implements Sink {
     await tx.abort();
   }
 
-  private compression(): CompressionTypes {
-    return this.config.compression === 'gzip' ? CompressionTypes.GZIP : CompressionTypes.None;
-  }
-
   private async transaction(slices: TopicMessages[][]): Promise<void> {
     const tx = await this.producer.transaction();
     try {
-      for (const topicMessages of slices) await tx.sendBatch({ topicMessages, acks: -1, compression: this.compression() });
+      for (const topicMessages of slices) await tx.sendBatch({ topicMessages, acks: -1, compression: this.compression });
       await tx.commit();
     } catch (err) {
       // After a failed EndTxn kafkajs allows no abort and the outcome is unknown: the next producer's fencing settles it.
@@ -334,6 +336,7 @@ export class KafkaSink implements Sink {
   /** Connects, creates the offsets topic, and (exactly-once) fences earlier instances: once, before anything else. */
   private start(): Promise<void> {
     this.started ??= (async () => {
+      await checkKafkaCompression(this.config.compression);
       try {
         await this.admin.connect();
         await this.producer.connect();
@@ -352,7 +355,15 @@ export class KafkaSink implements Sink {
   }
 
   private async lastCommitted(): Promise<number> {
-    this.committed ??= await this.readOffsets().catch((err: unknown) => {
+    this.committed ??= await pRetry(() => this.readOffsets(), {
+      ...COMMIT_BACKOFF,
+      forever: true,
+      maxRetryTime: READ_OFFSETS_RETRY_WINDOW_MS,
+      shouldRetry: isTransient,
+      onFailedAttempt: (err) => {
+        if (isTransient(err)) this.logger.warn({ attempt: err.attemptNumber, error: messageOf(err) }, `kafka: reading ${this.offsetsTopic} failed; retrying`);
+      },
+    }).catch((err: unknown) => {
       throw err instanceof SinkError ? err : this.explain(err);
     });
     return this.committed;

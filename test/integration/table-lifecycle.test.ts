@@ -56,7 +56,7 @@ describe.each(FLAVOURS)('tables coming and going while streaming on %s', (flavou
     // Its insert at the end tells that the stream has passed every statement before it.
     await s.conn.query('CREATE TABLE marker (id INT PRIMARY KEY, version INT NOT NULL)');
     s.config();
-    const sync = tidemark(['sync', '-c', s.dir + '/tidemark.yaml']);
+    const sync = tidemark(['sync', '-c', `${s.dir}/tidemark.yaml`]);
     await sync.waitForLog((l) => l.msg === 'streaming');
     // Created after start: every row it ever has comes through the binlog.
     await s.conn.query('CREATE TABLE later (id INT PRIMARY KEY, version INT NOT NULL, v VARCHAR(10))');
@@ -108,7 +108,7 @@ describe.each(FLAVOURS)('tables coming and going while streaming on %s', (flavou
     await createWorkloadTable(s.conn, s.db, 'orders', { rows: 3000, key: 'int' });
     s.config();
     const writer = startWriter(urlOf(flavour), s.db, [{ table: 'orders', key: 'int' }], { tps: 200, seed: 9 });
-    const sync = tidemark(['sync', '-c', s.dir + '/tidemark.yaml'], { TIDEMARK_TEST_CHUNK_DELAY_MS: '40' });
+    const sync = tidemark(['sync', '-c', `${s.dir}/tidemark.yaml`], { TIDEMARK_TEST_CHUNK_DELAY_MS: '40' });
     await sync.waitForLog(() => sync.count('chunk done') >= 5);
     await s.conn.query('ALTER TABLE orders ADD COLUMN note VARCHAR(20) NULL');
     await sync.waitForLog((l) => l.msg === 'streaming');
@@ -116,7 +116,7 @@ describe.each(FLAVOURS)('tables coming and going while streaming on %s', (flavou
     // Every row touched after the ALTER, so the folded output can equal the table.
     await s.conn.query("UPDATE orders SET version = version + 1, note = 'after'");
     expect((await sync.kill('SIGTERM')).code).toBe(0);
-    const finish = await runTidemark(['sync', '-c', s.dir + '/tidemark.yaml', '--until-caught-up']);
+    const finish = await runTidemark(['sync', '-c', `${s.dir}/tidemark.yaml`, '--until-caught-up']);
     expect(finish.code, finish.stderr.slice(-2000)).toBe(0);
     const lines = readJsonl(s.out);
     const reads = lines.filter((l) => l.value?.op === 'r');
@@ -132,7 +132,7 @@ describe.each(FLAVOURS)('tables coming and going while streaming on %s', (flavou
     await s.conn.query('CREATE TABLE pk (id INT NOT NULL, k INT NOT NULL, version INT NOT NULL, PRIMARY KEY (id))');
     for (let i = 1; i <= 300; i++) await s.conn.query('INSERT INTO pk VALUES (?, ?, 1)', [i, 1000 - i]);
     s.config();
-    const sync = tidemark(['sync', '-c', s.dir + '/tidemark.yaml'], { TIDEMARK_TEST_CHUNK_DELAY_MS: '40' });
+    const sync = tidemark(['sync', '-c', `${s.dir}/tidemark.yaml`], { TIDEMARK_TEST_CHUNK_DELAY_MS: '40' });
     await sync.waitForLog(() => sync.count('chunk done') >= 1);
     await s.conn.query('UPDATE pk SET version = version + 1 WHERE id = 300');
     await s.conn.query('ALTER TABLE pk DROP PRIMARY KEY, ADD PRIMARY KEY (k)');

@@ -7,6 +7,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { type Consumer, Kafka, type KafkaMessage, logLevel } from 'kafkajs';
+// The test's consumers read what the sink wrote with any sink.compression, so they need the same codecs.
+import '../../src/sink/kafka-codecs.js';
 import type { OutputLine } from './consistency.js';
 
 export interface TopicMessage {
@@ -149,7 +151,11 @@ export async function watch(
 }
 
 const SCRIPT = fileURLToPath(new URL('../../scripts/test-servers.sh', import.meta.url));
-const KAFKA_LIBS = join(process.env.TIDEMARK_CACHE_DIR ?? join(homedir(), '.cache', 'tidemark'), 'kafka-3.9.1-libs');
+// scripts/test-kafka4.sh sets TIDEMARK_TEST_KAFKA_LINE=4: the shared broker is then the local Kafka 4.x, and so is a private one.
+const KAFKA4 = process.env.TIDEMARK_TEST_KAFKA_LINE === '4';
+const KAFKA_VERSION = KAFKA4 ? '4.4.0' : '3.9.1';
+const KAFKA_LIBS_DIR = `kafka-${KAFKA_VERSION}-libs`;
+const KAFKA_LIBS = join(process.env.TIDEMARK_CACHE_DIR ?? join(homedir(), '.cache', 'tidemark'), KAFKA_LIBS_DIR);
 
 /** A single-node Kafka of one test's own, to stop and start without disturbing anyone else's. */
 export interface PrivateBroker {
@@ -183,16 +189,20 @@ async function freeLowPorts(): Promise<[number, number]> {
  * returns null where the local test servers are not in use or the jars are not cached.
  */
 export async function privateBroker(): Promise<PrivateBroker | null> {
-  if (process.env.TIDEMARK_TEST_KAFKA_BROKERS || process.env.TIDEMARK_TEST_SERVERS === 'containers') return null;
-  if (!existsSync(join(KAFKA_LIBS, 'kafka_2.13-3.9.1.jar'))) return null;
+  if ((process.env.TIDEMARK_TEST_KAFKA_BROKERS && !KAFKA4) || process.env.TIDEMARK_TEST_SERVERS === 'containers') return null;
+  if (!existsSync(join(KAFKA_LIBS, `kafka_2.13-${KAFKA_VERSION}.jar`))) return null;
   const cache = mkdtempSync(join(tmpdir(), 'tidemark-kafka-'));
   mkdirSync(join(cache, 'run'));
-  symlinkSync(KAFKA_LIBS, join(cache, 'kafka-3.9.1-libs'));
+  symlinkSync(KAFKA_LIBS, join(cache, KAFKA_LIBS_DIR));
   const [port, controllerPort] = await freeLowPorts();
-  const env = { ...process.env, TIDEMARK_CACHE_DIR: cache, TIDEMARK_KAFKA_PORT: String(port), TIDEMARK_KAFKA_CONTROLLER_PORT: String(controllerPort) };
+  const server = KAFKA4 ? 'kafka4' : 'kafka';
+  const ports = KAFKA4
+    ? { TIDEMARK_KAFKA4_PORT: String(port), TIDEMARK_KAFKA4_CONTROLLER_PORT: String(controllerPort) }
+    : { TIDEMARK_KAFKA_PORT: String(port), TIDEMARK_KAFKA_CONTROLLER_PORT: String(controllerPort) };
+  const env = { ...process.env, TIDEMARK_CACHE_DIR: cache, ...ports };
   const script = async (cmd: 'up' | 'down'): Promise<void> => {
-    await promisify(execFile)('bash', [SCRIPT, cmd, 'kafka'], { env }).catch((err: { stderr?: string; message: string }) => {
-      throw new Error(`test-servers.sh ${cmd} kafka (private broker in ${cache}) failed:\n${err.stderr ?? err.message}`);
+    await promisify(execFile)('bash', [SCRIPT, cmd, server], { env }).catch((err: { stderr?: string; message: string }) => {
+      throw new Error(`test-servers.sh ${cmd} ${server} (private broker in ${cache}) failed:\n${err.stderr ?? err.message}`);
     });
   };
   const broker: PrivateBroker = {

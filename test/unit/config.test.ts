@@ -82,6 +82,7 @@ metrics:
         connectTimeoutMs: 2000,
         heartbeatTimeoutMs: 30_000,
         allowWithoutGtid: false,
+        ssl: { mode: 'preferred' },
       },
       snapshot: { mode: 'when_needed', chunkSize: 1000, parallelism: 4, chunkKey: { 'shop.events': ['event_id'] } },
       checkpoint: { path: '/var/lib/tidemark/shop.sqlite' },
@@ -383,7 +384,7 @@ sasl:
       kafka(`type: kafka
 brokers: [k:9092]
 topicPrefix: "shop cdc"
-compression: snappy
+compression: brotli
 transactionTimeoutMs: 3600000
 topic: { partitions: 0, replicas: 3 }
 ssl: 5
@@ -392,7 +393,7 @@ sasl: { mechanism: gssapi }`),
     expect(err.problems).toEqual(
       expect.arrayContaining([
         'sink.topicPrefix: expected up to 200 letters, digits, "_", "." or "-", got "shop cdc"',
-        'sink.compression: expected one of none, gzip, got "snappy"',
+        'sink.compression: expected one of none, gzip, snappy, lz4, zstd, got "brotli"',
         'sink.transactionTimeoutMs: expected an integer from 1000 to 900000, got 3600000',
         'sink.topic.partitions: expected an integer from 1 to 100000, got 0',
         'sink.topic.replicas: unknown key (allowed: partitions, replicationFactor)',
