@@ -1,7 +1,7 @@
 // tidemark's benchmark (issue 6): every figure next to a ceiling measured in the same run, on the same data and
 // the same servers, so that machine noise and server settings cancel out of the ratios.
 //
-//   npm run bench -- [--rows 1000000] [--server mysql|mariadb] [--only snapshot,stream,latency,rss,parallelism]
+//   npm run bench -- [--rows 1000000] [--server mysql|mariadb] [--only snapshot,stream,latency,rss,parallelism,compression,postgres]
 //                    [--latency-seconds 20] [--out file.json]
 //                    [--sync-config '{"commit":{"maxDelayMs":50}}']   laid onto every sync config, to try settings
 //                    [--cpu-prof DIR]                                 a V8 CPU profile of every sync run
@@ -24,8 +24,10 @@ import { writeReport } from './lib/report.mjs';
 import { ceilingRow } from './lib/results.mjs';
 import { removeOutputs } from './lib/snapshot-runs.mjs';
 import { fastest, rate } from './lib/stats.mjs';
+import * as compression from './sections/compression.mjs';
 import * as latency from './sections/latency.mjs';
 import * as parallelism from './sections/parallelism.mjs';
+import * as postgres from './sections/postgres.mjs';
 import * as rss from './sections/rss.mjs';
 import * as snapshot from './sections/snapshot.mjs';
 import * as stream from './sections/stream.mjs';
@@ -35,8 +37,8 @@ import * as stream from './sections/stream.mjs';
 /** @import { SnapshotRuns } from './lib/snapshot-runs.mjs' */
 
 // In the order they run. The snapshot sections share one mysql2 SELECT * ceiling, measured before and after
-// them all; parallelism and rss reuse the snapshot section's jsonl run where there is one.
-const SNAPSHOT_SECTIONS = [snapshot, parallelism, rss];
+// them all; parallelism, rss and compression reuse the snapshot section's jsonl run where there is one.
+const SNAPSHOT_SECTIONS = [snapshot, parallelism, rss, compression, postgres];
 const OTHER_SECTIONS = [stream, latency];
 
 const bench = await openBench(parseOptions());

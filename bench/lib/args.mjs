@@ -5,7 +5,7 @@ import { parseArgs } from 'node:util';
 import { fail, messageOf } from './log.mjs';
 
 /** The sections --only chooses from, one bench/sections/<name>.mjs each. */
-export const SECTION_NAMES = /** @type {const} */ (['snapshot', 'stream', 'latency', 'rss', 'parallelism']);
+export const SECTION_NAMES = /** @type {const} */ (['snapshot', 'stream', 'latency', 'rss', 'parallelism', 'compression', 'postgres']);
 
 /** @typedef {typeof SECTION_NAMES[number]} SectionName */
 
@@ -21,7 +21,7 @@ export const SECTION_NAMES = /** @type {const} */ (['snapshot', 'stream', 'laten
  */
 
 const USAGE =
-  'npm run bench -- [--rows 1000000] [--server mysql|mariadb] [--only snapshot,stream,latency,rss,parallelism] [--latency-seconds 20] [--sync-config JSON] [--cpu-prof DIR] [--out file.json]';
+  'npm run bench -- [--rows 1000000] [--server mysql|mariadb] [--only snapshot,stream,latency,rss,parallelism,compression,postgres] [--latency-seconds 20] [--sync-config JSON] [--cpu-prof DIR] [--out file.json]';
 
 /**
  * Parses and checks process.argv; prints the usage and exits for --help, exits with code 2 for a bad option.

@@ -94,8 +94,11 @@ export async function openBench(options) {
  * @returns {Promise<Pick<Bench, 'servers' | 'url' | 'source' | 'brokers'>>}
  */
 async function findServers(provision, { only, flavour }) {
-  const needKafka = only.has('snapshot') || only.has('stream') || only.has('latency');
-  const servers = await provision.provisionServers(needKafka ? [flavour, 'kafka'] : [flavour], (l) => say(l));
+  const needKafka = only.has('snapshot') || only.has('stream') || only.has('latency') || only.has('compression');
+  const kinds = /** @type {('mysql' | 'mariadb' | 'kafka' | 'postgres')[]} */ ([flavour]);
+  if (needKafka) kinds.push('kafka');
+  if (only.has('postgres')) kinds.push('postgres');
+  const servers = await provision.provisionServers(kinds, (l) => say(l));
   const url = flavour === 'mysql' ? servers.mysqlUrl : servers.mariadbUrl;
   if (!url) throw new Error(`no ${flavour} server was provisioned`);
   const u = new URL(url);

@@ -2,8 +2,11 @@
 // measured in the same run as tidemark, so that machine noise and server settings cancel out of the ratios.
 
 import { createReadStream } from 'node:fs';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import { pathToFileURL } from 'node:url';
 import ZongJi from '@vlasky/zongji';
+import { CompressionTypes } from 'kafkajs';
 import mysql from 'mysql2';
 import { redirectUncaught } from './bench.mjs';
 import { TABLE } from './data.mjs';
@@ -99,13 +102,22 @@ export function binlogCeiling(bench, from, to) {
 /**
  * kafkajs producing the records tidemark wrote to the jsonl file (so the same keys, values and sizes) to a
  * one-partition topic like tidemark's, without transactions: acks -1, requests of at most SLICE_BYTES sent one
- * after the other as the sink does. Only the sends are timed; reading the file and building the requests is not.
+ * after the other as the sink does, compressed as sink.compression `compression` would. Only the sends are timed;
+ * reading the file and building the requests is not.
  * @param {Bench} bench
  * @param {string} jsonlPath
+ * @param {string} [compression]  a sink.compression value; default none
  * @returns {Promise<Measured>}
  */
-export async function kafkajsCeiling(bench, jsonlPath) {
-  const topic = `bench-${bench.runId}-raw.${bench.db}.${TABLE}`;
+export async function kafkajsCeiling(bench, jsonlPath, compression = 'none') {
+  // tidemark's codec registrations (kafkajs's own table, shared by every client in this process) and its names for them.
+  const codecs = /** @type {typeof import('../../src/sink/kafka-codecs.js')} */ (
+    await import(pathToFileURL(join(bench.code, 'dist/sink/kafka-codecs.js')).href)
+  );
+  const name = /** @type {import('../../src/sink/kafka-codecs.js').KafkaCompression} */ (compression);
+  await codecs.checkKafkaCompression(name);
+  const codec = codecs.KAFKA_COMPRESSION[name];
+  const topic = `bench-${bench.runId}-raw${codec === CompressionTypes.None ? '' : `-${compression}`}.${bench.db}.${TABLE}`;
   await createTopic(bench, topic);
   const producer = kafkaClient(bench, 'bench-raw').producer({ allowAutoTopicCreation: false });
   await producer.connect();
@@ -116,7 +128,7 @@ export async function kafkajsCeiling(bench, jsonlPath) {
   let bytes = 0;
   const send = async () => {
     const started = performance.now();
-    await producer.sendBatch({ topicMessages: [{ topic, messages }], acks: -1 });
+    await producer.sendBatch({ topicMessages: [{ topic, messages }], acks: -1, compression: codec });
     sendMs += performance.now() - started;
     messages = [];
     bytes = 0;

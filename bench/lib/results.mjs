@@ -9,7 +9,7 @@ import { rate } from './stats.mjs';
 /**
  * One line of the throughput table. Key order is the results file's.
  * @typedef {object} ResultRow
- * @property {'ceiling' | 'snapshot' | 'stream' | 'parallelism' | 'rss'} section
+ * @property {'ceiling' | 'snapshot' | 'stream' | 'parallelism' | 'rss' | 'compression' | 'postgres'} section
  * @property {string} measure
  * @property {number} rows
  * @property {number} seconds

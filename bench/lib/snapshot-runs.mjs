@@ -35,6 +35,9 @@ import { logAt, sinkConfig, startSync, syncConfig } from './sync-process.mjs';
  * @property {SnapshotRun} [p2]
  * @property {SnapshotRun} [p4]
  * @property {SnapshotRun} [small]
+ * @property {SnapshotRun} [postgres]  the postgres section's snapshot
+ * @property {Measured} [postgresCopy]  and its plain COPY ceiling
+ * @property {Record<string, { sync: SnapshotRun, kafkajs: Measured }>} [codecs]  the compression section's, by sink.compression
  */
 
 /**
@@ -42,11 +45,13 @@ import { logAt, sinkConfig, startSync, syncConfig } from './sync-process.mjs';
  * @param {Bench} bench
  * @param {string} tag
  * @param {SinkType} sinkType
- * @param {{ parallelism?: number, table?: string }} [settings]
+ * @param {{ parallelism?: number, table?: string, compression?: string }} [settings]  compression: the kafka sink's
  * @returns {Promise<SnapshotRun>}
  */
-export async function snapshotRun(bench, tag, sinkType, { parallelism, table = TABLE } = {}) {
-  const cfg = syncConfig(bench, tag, { table, mode: 'initial_only', parallelism, sink: sinkConfig(bench, sinkType, tag) });
+export async function snapshotRun(bench, tag, sinkType, { parallelism, table = TABLE, compression } = {}) {
+  const sink = sinkConfig(bench, sinkType, tag);
+  if (compression && sink.type === 'kafka') sink.compression = compression;
+  const cfg = syncConfig(bench, tag, { table, mode: 'initial_only', parallelism, sink });
   say(`snapshot → ${sinkType}${parallelism ? ` (parallelism ${parallelism})` : ''} of ${table}`);
   const run = await startSync(bench, cfg.path, { untilCaughtUp: true }).done;
   const start = logAt(run.logs, 'snapshot starting');
@@ -62,5 +67,5 @@ export async function snapshotRun(bench, tag, sinkType, { parallelism, table = T
  * @param {SnapshotRuns} runs
  */
 export function removeOutputs(runs) {
-  for (const r of Object.values(runs)) if ('out' in r && r.out) rmSync(r.out, { force: true });
+  for (const r of Object.values(runs)) if ('out' in r && typeof r.out === 'string') rmSync(r.out, { force: true });
 }

@@ -9,11 +9,11 @@ import { ROOT } from './paths.mjs';
 /** @import { ChildProcess } from 'node:child_process' */
 /** @import { Bench } from './bench.mjs' */
 
-/** @typedef {'null' | 'jsonl' | 'kafka'} SinkType */
+/** @typedef {'null' | 'jsonl' | 'kafka' | 'postgres'} SinkType */
 
 /**
  * The sink of a bench sync config.
- * @typedef {{ type: 'discard' } | { type: 'jsonl', path: string } | { type: 'kafka', brokers: string[] | undefined, topicPrefix: string, exactlyOnce: true }} SinkConfig
+ * @typedef {{ type: 'discard' } | { type: 'jsonl', path: string } | { type: 'kafka', brokers: string[] | undefined, topicPrefix: string, exactlyOnce: true, compression?: string } | { type: 'postgres', url: string | undefined, schema: string }} SinkConfig
  */
 
 /**
@@ -61,6 +61,7 @@ export function killChildren() {
 export function sinkConfig(bench, type, tag) {
   if (type === 'null') return { type: 'discard' };
   if (type === 'jsonl') return { type: 'jsonl', path: join(bench.work, tag, 'out.jsonl') };
+  if (type === 'postgres') return { type: 'postgres', url: bench.servers.postgresUrl, schema: postgresSchema(bench) };
   return { type: 'kafka', brokers: bench.brokers, topicPrefix: `bench-${bench.runId}-${tag}`, exactlyOnce: true };
 }
 
@@ -79,6 +80,12 @@ export function merge(base, over) {
   for (const [k, v] of Object.entries(over)) out[k] = k in base ? merge(base[k], v) : v;
   return out;
 }
+
+/**
+ * The PostgreSQL schema of the run's postgres sink: its own, dropped at the end of the section.
+ * @param {Bench} bench
+ */
+export const postgresSchema = (bench) => `bench_${bench.runId}`;
 
 let nextServerId = 9800;
 

@@ -1,10 +1,11 @@
 import type { Command } from 'commander';
 import { loadConfig } from '../config/load.js';
 import { EXIT } from '../errors.js';
+import { checkSqlTarget } from '../sink/sql-check.js';
 import { type CheckResult, runChecks } from '../source/checks/index.js';
 import { runCommand } from './run.js';
 
-/** `tidemark check -c <file>`: is the source ready for capture? Exits 1 when a check fails, 2 on a config error. */
+/** `tidemark check -c <file>`: is the source ready for capture (and a database sink's target ready to write)? Exits 1 when a check fails, 2 on a config error. */
 export function registerCheckCommand(program: Command, setExitCode: (code: number) => void): void {
   program
     .command('check')
@@ -13,7 +14,9 @@ export function registerCheckCommand(program: Command, setExitCode: (code: numbe
     .option('--json', 'print a JSON array of {check, status, found, fix} instead of a table')
     .action(async (o: { config: string; json?: boolean }) => {
       const code = await runCommand(async () => {
-        const results = await runChecks(loadConfig(o.config));
+        const config = loadConfig(o.config);
+        const results = await runChecks(config);
+        if (config.sink.type === 'postgres' || config.sink.type === 'mysql') results.push(...(await checkSqlTarget(config.sink, config.name)));
         // Wrapping only on a terminal: piped output keeps one line per row, so it can be grepped.
         process.stdout.write(
           o.json ? `${JSON.stringify(results, null, 2)}\n` : formatResults(results, process.stdout.isTTY ? process.stdout.columns : undefined),

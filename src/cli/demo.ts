@@ -4,6 +4,7 @@ import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Command } from 'commander';
 import mysql from 'mysql2/promise';
+import pg from 'pg';
 import { CheckpointStore } from '../checkpoint/store.js';
 import type { Config } from '../config/load.js';
 import { provisionServers } from '../devservers/provision.js';
@@ -85,6 +86,24 @@ function lastChanges(path: string, n: number): string[] {
     });
 }
 
+/** The demo's PostgreSQL schema, emptied, and a line on what the sink has written into it so far. */
+async function demoTarget(url: string): Promise<{ report(): Promise<string>; end(): Promise<void> }> {
+  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 10_000 });
+  await client.connect();
+  await client.query(`DROP SCHEMA IF EXISTS ${DB} CASCADE`);
+  return {
+    async report() {
+      const { rows } = await client.query(
+        `SELECT (SELECT count(*) FROM ${DB}.customers) AS customers, (SELECT count(*) FROM ${DB}.orders) AS orders,
+                (SELECT max(updated_at)::text FROM ${DB}.orders) AS newest, (SELECT commit_number FROM ${DB}.tidemark_offsets WHERE connector = 'demo') AS commit`,
+      );
+      const r = rows[0] as Record<string, string | null>;
+      return `  postgres ${DB}: ${r.customers} customers, ${r.orders} orders, newest order change ${r.newest ?? '-'}, commit ${r.commit ?? '-'}`;
+    },
+    end: () => client.end(),
+  };
+}
+
 /** `tidemark demo`: a throwaway MySQL with a busy shop, captured into a JSON-lines file. */
 export function registerDemoCommand(program: Command, setExitCode: (code: number) => void): void {
   program
@@ -94,8 +113,11 @@ export function registerDemoCommand(program: Command, setExitCode: (code: number
     )
     .option('--seconds <n>', 'stop by itself after streaming this long (default: run until Ctrl-C)')
     .option('--dir <dir>', 'where the demo writes its checkpoint and output (default: a new directory under the system temporary directory)')
-    .action(async (o: { seconds?: string; dir?: string }) => {
-      setExitCode(await runCommand(() => demo(o.dir === undefined ? undefined : resolve(o.dir), o.seconds === undefined ? undefined : Number(o.seconds))));
+    .option('--postgres <url>', `sync into this PostgreSQL database (postgres://user:password@host:port/database), schema ${DB}, instead of out.jsonl`)
+    .action(async (o: { seconds?: string; dir?: string; postgres?: string }) => {
+      setExitCode(
+        await runCommand(() => demo(o.dir === undefined ? undefined : resolve(o.dir), o.seconds === undefined ? undefined : Number(o.seconds), o.postgres)),
+      );
     });
 }
 
@@ -113,7 +135,7 @@ function prepareDir(given: string | undefined): string {
   return given;
 }
 
-async function demo(givenDir: string | undefined, seconds: number | undefined): Promise<void> {
+async function demo(givenDir: string | undefined, seconds: number | undefined, postgresUrl?: string): Promise<void> {
   const out = (line: string) => process.stdout.write(`${line}\n`);
   out('tidemark demo: starting a local MySQL (a container where Docker runs, else Debian packages; the first time takes a minute)…');
   const servers = await provisionServers(['mysql'], (l) => log('servers', { line: l }));
@@ -145,14 +167,18 @@ async function demo(givenDir: string | undefined, seconds: number | undefined): 
       },
       snapshot: { mode: 'initial', chunkSize: 2000, parallelism: 2, chunkKey: {} },
       checkpoint: { path: join(dir, 'checkpoint.sqlite') },
-      sink: { type: 'jsonl', path: join(dir, 'out.jsonl'), tombstones: true, schemaChanges: true, overwrite: false },
+      sink: postgresUrl
+        ? { type: 'postgres', url: postgresUrl, schema: DB, tableName: '<table>' }
+        : { type: 'jsonl', path: join(dir, 'out.jsonl'), tombstones: true, schemaChanges: true, overwrite: false },
       commit: { maxRecords: 10_000, maxDelayMs: 500 },
       metrics: { host: '127.0.0.1' },
       errors: { mode: 'fail' },
     };
+    // The demo's own schema: tables an earlier demo left there would hold rows of another shop.
+    const target = postgresUrl ? await demoTarget(postgresUrl) : undefined;
     const writerConn = await mysql.createConnection({ uri: servers.mysqlUrl! });
     const stopWriter = startShopWriter(writerConn);
-    out(`a writer now changes orders ~10 times a second; syncing into ${config.sink.type === 'jsonl' ? config.sink.path : ''}`);
+    out(`a writer now changes orders ~10 times a second; syncing into ${config.sink.type === 'jsonl' ? config.sink.path : `PostgreSQL, schema ${DB}`}`);
     let reporter: NodeJS.Timeout | undefined;
     const observer = fanOut([
       new Metrics(),
@@ -161,7 +187,8 @@ async function demo(givenDir: string | undefined, seconds: number | undefined): 
         streaming: () => {
           out(`\nsnapshot done. checkpoint:\n  ${summary(config)}\nstreaming; newest changes every 3 s${seconds === undefined ? ' (Ctrl-C to stop)' : ''}:`);
           reporter = setInterval(() => {
-            for (const l of lastChanges(join(dir, 'out.jsonl'), 3)) out(`  ${l}`);
+            if (target) void target.report().then(out, (err: Error) => out(`  PostgreSQL could not be asked: ${err.message}`));
+            else for (const l of lastChanges(join(dir, 'out.jsonl'), 3)) out(`  ${l}`);
           }, 3000);
           if (seconds !== undefined) setTimeout(stop, seconds * 1000).unref();
         },
@@ -173,8 +200,12 @@ async function demo(givenDir: string | undefined, seconds: number | undefined): 
       clearInterval(reporter);
       await stopWriter();
       await writerConn.end();
+      if (target) {
+        out(await target.report().catch((err: Error) => `  PostgreSQL could not be asked: ${err.message}`));
+        await target.end();
+      }
     }
-    out(`\nstopped. checkpoint:\n  ${summary(config)}\noutput kept in ${dir}`);
+    out(`\nstopped. checkpoint:\n  ${summary(config)}\n${target ? `tables kept in PostgreSQL, schema ${DB}; checkpoint in` : 'output kept in'} ${dir}`);
   } finally {
     await conn.query(`DROP DATABASE IF EXISTS ${DB}`).catch(() => {});
     await conn.end();

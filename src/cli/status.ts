@@ -8,6 +8,8 @@ import { type Config, loadConfig } from '../config/load.js';
 import { CheckpointError } from '../errors.js';
 import { formatDuration } from '../ops/duration.js';
 import { deadLetterPath } from '../sink/jsonl.js';
+import { describeOffsets, targetOffsets } from '../sink/sql-check.js';
+import type { OffsetsRow } from '../sink/sql-target.js';
 import { bytesBetween, formatPosition, type Position } from '../source/position.js';
 import { binlogSizes, connect, currentPosition, inspectServer } from '../source/server.js';
 import { runCommand } from './run.js';
@@ -58,6 +60,8 @@ export interface StatusReport {
   };
   /** Records committed to the dead letters (errors.mode: dead-letter), in all and per `db.table`. */
   deadLetters: { total: number; byTable: Record<string, number> };
+  /** A database sink's own record of what it holds (its row in tidemark_offsets); absent for other sinks. */
+  target?: { where: string; offsets: OffsetsRow | null; error: string | null };
 }
 
 interface CheckpointView {
@@ -110,6 +114,7 @@ async function status(config: Config, asJson: boolean): Promise<number> {
   // The checkpoint is closed before the source is asked, which may take up to connectTimeoutMs:
   // an open connection would make `tidemark reset` think a sync is running.
   const report = buildReport(config, checkpoint, await askServer(config), Date.now());
+  if (config.sink.type === 'postgres' || config.sink.type === 'mysql') report.target = await targetOffsets(config.sink, config.name);
   process.stdout.write(asJson ? `${JSON.stringify(report)}\n` : formatReport(report));
   return 0;
 }
@@ -236,6 +241,10 @@ function formatReport(r: StatusReport): string {
   row('behind', behind.length > 0 ? behind.join('; ') : 'unknown');
   if (r.lag.note && (r.lag.bytes === null || r.lag.seconds === null)) row('', r.lag.note);
   row('last commit', r.lastCommit ? `${r.lastCommit.at} (${formatDuration(r.lastCommit.ageSeconds)} ago)` : 'none yet');
+  if (r.target) {
+    const held = r.target.offsets ? describeOffsets(r.target.offsets) : 'nothing committed yet';
+    row('target', `${r.target.where}: ${r.target.error === null ? held : `could not be asked: ${r.target.error}`}`);
+  }
   if (r.deadLetters.total > 0) {
     const tables = Object.entries(r.deadLetters.byTable).map(([t, n]) => `${t} ${n}`);
     row('dead letters', `${r.deadLetters.total} (${tables.join(', ')})`);

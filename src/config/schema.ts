@@ -352,6 +352,79 @@ const kafkaSinkSchema = strict({
   { when: validAt(['acks'], ['exactlyOnce']) },
 );
 
+/** The schemes a database sink's `url` may have, by sink type. */
+const SQL_SCHEMES = { postgres: ['postgres:', 'postgresql:'], mysql: ['mysql:', 'mariadb:'] } as const;
+
+/**
+ * A database sink's url: `postgres://user:password@host:port/database` or `mysql://…/database`. Checked here, split
+ * by the sink (sqlEndpoint); messages never quote it, since it holds the password.
+ */
+function sqlUrl(type: keyof typeof SQL_SCHEMES) {
+  return z.string().superRefine((raw, ctx) => {
+    const fail = (message: string) => ctx.addIssue({ code: 'custom', message });
+    let url: URL;
+    try {
+      url = new URL(raw);
+    } catch {
+      return fail(`not a valid URL; expected ${type}://user:password@host:port/database (percent-encode special characters in the password)`);
+    }
+    const schemes: readonly string[] = SQL_SCHEMES[type];
+    if (!schemes.includes(url.protocol)) return fail(`expected a ${schemes.map((s) => `${s}//`).join(' or ')} URL, got scheme "${url.protocol.slice(0, -1)}"`);
+    if (url.hostname === '') return fail('the URL has no host');
+    if (url.username === '') return fail('the URL has no user');
+    if (url.pathname.length <= 1 || url.pathname.slice(1).includes('/')) return fail('the URL must name the database: …/database');
+    if (url.search !== '' || url.hash !== '') return fail('query parameters and fragments are not supported; use sink.ssl for TLS');
+  });
+}
+
+// `<db>` and `<table>` are replaced by the source table's names; without `<table>` every table would land in one.
+const tableNameTemplate = z.string().refine((t) => t.includes('<table>') && !/<(?!db>|table>)[^>]*>/.test(t), {
+  error: (issue) => `expected a name holding <table> (and optionally <db>), such as "<db>_<table>", ${got(issue.input)}`,
+});
+
+const SQL_ENDPOINT_KEYS = ['host', 'port', 'user', 'password', 'database'] as const;
+
+/** The keys both database sinks take: where the database is, how tables are named, TLS. */
+function sqlSinkSchema<T extends keyof typeof SQL_SCHEMES, E extends z.core.$ZodLooseShape>(type: T, extra: E) {
+  return strict({
+    type: z.literal(type),
+    url: sqlUrl(type).optional(),
+    host: nonEmpty.optional(),
+    port: int(1, 65535).optional(),
+    user: nonEmpty.optional(),
+    password: z.string().optional(),
+    database: nonEmpty.optional(),
+    tableName: tableNameTemplate.default('<db>_<table>'),
+    // true, or TLS options (ca, cert, key as PEM text; rejectUnauthorized) handed to the driver as they are.
+    ssl: z
+      .union([bool, z.record(z.string(), z.unknown())], {
+        error: (issue) => `expected true, false or a mapping of TLS options, ${got(issue.input, typeof issue.input === 'string')}`,
+      })
+      .optional(),
+    ...extra,
+  }).superRefine(
+    (sink, ctx) => {
+      const given = SQL_ENDPOINT_KEYS.filter((k) => k in sink);
+      if ('url' in sink && given.length > 0) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['url'],
+          message: `cannot be combined with ${given.map((k) => `sink.${k}`).join(', ')}; give either the url or the separate keys`,
+        });
+      }
+      if (!('url' in sink)) {
+        for (const k of ['user', 'database'] as const) if (!(k in sink)) ctx.addIssue({ code: 'custom', path: [k], message: 'required (or give sink.url)' });
+      }
+    },
+    { when: (payload) => isRecord(payload.value) },
+  );
+}
+
+// PostgreSQL's identifier rule, as tidemark writes the schema name quoted: 1 to 63 bytes, no NUL.
+const pgSchemaName = z.string().refine((s) => s.length > 0 && Buffer.byteLength(s) <= 63 && !s.includes(String.fromCharCode(0)), {
+  error: (issue) => `expected a schema name of 1 to 63 bytes, ${got(issue.input)}`,
+});
+
 /**
  * `type: null` is the older name of the discard sink; written without quotes YAML reads it as null, which
  * means the same here rather than an error that asks for quotes.
@@ -368,6 +441,8 @@ const sinkSchema = z.preprocess(
     // Discards everything: for measuring tidemark without a sink's cost (bench/).
     strict({ type: z.literal('discard'), tombstones, schemaChanges }),
     kafkaSinkSchema,
+    sqlSinkSchema('postgres', { schema: pgSchemaName.default('public') }),
+    sqlSinkSchema('mysql', {}),
   ]),
 );
 

@@ -36,7 +36,8 @@ export interface RowEvent {
   source: EventSource;
 }
 
-export type DeadLetterReason = 'decode' | 'too-large';
+/** `refused`: a database sink's target refused the row, or could not follow the DDL statement. */
+export type DeadLetterReason = 'decode' | 'too-large' | 'refused';
 
 /**
  * A row tidemark could not encode, or a record a sink refuses for itself alone, written to the dead-letter

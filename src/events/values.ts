@@ -70,7 +70,8 @@ export function snapshotSelectList(columns: ColumnInfo[]): string {
     .join(', ');
 }
 
-const SPATIAL = new Set([
+/** The spatial types' names as INFORMATION_SCHEMA gives them: their values are WKB plus an SRID (docs/values.md). */
+export const SPATIAL = new Set([
   'geometry',
   'point',
   'linestring',

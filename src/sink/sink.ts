@@ -1,4 +1,4 @@
-import type { DeadLetterReason, OutputRecord } from '../events/event.js';
+import type { ChangeEvent, DeadLetterReason, OutputRecord } from '../events/event.js';
 
 /**
  * A batch encoded for one sink commit, with the sink state it leaves behind once committed. It holds
@@ -31,6 +31,12 @@ export interface Sink {
    */
   open(committedState: string | undefined, attemptedState?: string): Promise<void>;
   prepare(records: OutputRecord[], seq: number): PreparedBatch;
+  /**
+   * Sinks that write rows rather than records (the database sinks) take the events instead, and write them before the
+   * commit is recorded as pending, leaving only the final step to `commit`: so what they refuse is known in time to
+   * be counted with the commit as dead letters.
+   */
+  prepareEvents?(events: ChangeEvent[], seq: number): Promise<PreparedBatch>;
   commit(batch: PreparedBatch): Promise<void>;
   close(): Promise<void>;
 }

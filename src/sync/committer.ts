@@ -55,14 +55,15 @@ export class Committer {
       let records: OutputRecord[] | null = [];
       const now = Date.now();
       const dead: DeadLetterCount[] = [];
+      const seq = this.store.lastCommittedSeq() + 1;
+      const byEvents = this.sink.prepareEvents !== undefined;
       for (const e of job.events!) {
         if (e.op === 'dead') dead.push({ table: `${e.db}.${e.table}`, reason: e.reason });
-        this.encoder.encode(e, records, now);
+        if (!byEvents) this.encoder.encode(e, records, now);
       }
+      const count = byEvents ? job.events!.filter((e) => e.op !== 'schema').length : records.length;
+      const batch = byEvents ? await this.sink.prepareEvents!(job.events!, seq) : this.sink.prepare(records, seq);
       job.events = null;
-      const count = records.length;
-      const seq = this.store.lastCommittedSeq() + 1;
-      const batch = this.sink.prepare(records, seq);
       records = null;
       for (const d of batch.deadLetters ?? []) dead.push(d);
       this.store.beginCommit(dead.length > 0 ? { ...update, deadLetters: countByTable(dead) } : update, batch.state);

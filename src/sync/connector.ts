@@ -33,16 +33,29 @@ async function syncLocked(config: Config, opts: SyncOptions, log: Log): Promise<
   const conn = await connect(config.source);
   const pool = controlPool(config.source);
   let store: CheckpointStore | undefined;
-  const sink = createSink(config);
+  // The database sinks ask for the captured tables' columns, which the registry below owns.
+  let registry: TableRegistry | undefined;
+  const sink = createSink(config, {
+    tables: () => registry?.tables.map((t) => t.schema) ?? [],
+    current: async (db, table) => {
+      const t = registry?.get(`${db}.${table}`);
+      return t && (await registry!.snapshotCodec(t)).schema;
+    },
+  });
   try {
     // Everything that can refuse the source runs before the checkpoint or the sink is touched.
     const info = await inspectServer(conn);
     refuseWithoutGtids(config, info);
     const schemaContext = { flavour: info.identity.flavour, charsets: await loadCharsets(conn) };
-    const registry = new TableRegistry(pool, await TableRegistry.load(conn, config), config, schemaContext);
+    registry = new TableRegistry(pool, await TableRegistry.load(conn, config), config, schemaContext);
     store = CheckpointStore.open(config.checkpoint.path);
     let sameServer = await checkIdentity(conn, store, info, log);
-    const encoder = new DebeziumEncoder({ name: config.name, tombstones: config.sink.tombstones, schemaChanges: config.sink.schemaChanges });
+    const { sink: out } = config;
+    const encoder = new DebeziumEncoder({
+      name: config.name,
+      tombstones: 'tombstones' in out && out.tombstones,
+      schemaChanges: 'schemaChanges' in out && out.schemaChanges,
+    });
     const committer = new Committer(store, sink, encoder, (table, reason) => opts.observer?.deadLettered?.(table, reason));
     await committer.recover();
 

@@ -60,6 +60,7 @@ describe('the npm package', () => {
       'dist/cli/main.js',
       'config/jsonl.example.yaml',
       'config/kafka.example.yaml',
+      'config/postgres.example.yaml',
       'config/tidemark.service',
     ]) {
       expect(files).toContain(f);

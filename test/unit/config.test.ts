@@ -227,8 +227,8 @@ snapshot:
   });
 
   it('rejects an unknown sink type', () => {
-    const err = failure(MINIMAL.replace('type: stdout', 'type: postgres'));
-    expect(err.problems).toEqual(['sink.type: expected one of jsonl, stdout, discard, kafka, got "postgres"']);
+    const err = failure(MINIMAL.replace('type: stdout', 'type: oracle'));
+    expect(err.problems).toEqual(['sink.type: expected one of jsonl, stdout, discard, kafka, postgres, mysql, got "oracle"']);
   });
 
   it('reports a missing required key', () => {

@@ -63,7 +63,7 @@ function sinkSection(type: string): string {
 describe(`${DOC_PATH} documents the config schema`, () => {
   it('finds the keys in the schema (the walk still understands zod)', () => {
     expect(keyPaths(rest, '').length).toBeGreaterThan(15);
-    expect(sinks.map((s) => s.type).sort()).toEqual(['discard', 'jsonl', 'kafka', 'stdout']);
+    expect(sinks.map((s) => s.type).sort()).toEqual(['discard', 'jsonl', 'kafka', 'mysql', 'postgres', 'stdout']);
   });
 
   it.each(keyPaths(rest, ''))('names `%s`', (path) => {
