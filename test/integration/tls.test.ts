@@ -139,59 +139,6 @@ describe.each(FLAVOURS)('TLS to the source (%s)', (flavour) => {
     }
   });
 
-  // The servers' own certificates cannot show it: MySQL's names no host, the test MariaDB's names both localhost and
-  // 127.0.0.1. mysql2 sends no server name for an address, and Node would then check the name "localhost".
-  it.runIf(flavour === 'mysql')('verify-identity to an IP address wants that address in the certificate, not localhost', async () => {
-    const url = urlOf(flavour);
-    const { db, conn } = await freshDatabase(url, 'tls_ip');
-    cleanup.push(() => conn.end());
-    await conn.query('CREATE TABLE items (id INT PRIMARY KEY, version INT NOT NULL)');
-    const { user, password } = sourceFromUrl(url);
-    const tryWith = async (altNames: string) => {
-      const dir = tempDir();
-      const { caFile, cert, key } = makeCertificates(dir, altNames);
-      const relay = await TlsTerminator.start(sourceFromUrl(url), { cert, key });
-      cleanup.push(() => relay.stop());
-      const source = { host: '127.0.0.1', port: relay.port, user, password, serverId: id(9250), tables: [`${db}.items`] };
-      const config = writeConfig(dir, { name: 'ip', source: { ...source, ssl: { mode: 'verify-identity', ca: caFile } }, sink: { type: 'stdout' } });
-      const run = await runTidemark(['check', '-c', config, '--json']);
-      return (JSON.parse(run.stdout) as CheckResult[]).find((r) => r.check === 'connection')!;
-    };
-    const [forName, forAddress] = await Promise.all([tryWith('DNS:localhost'), tryWith('IP:127.0.0.1')]);
-    expect(forName.status).toBe('FAIL');
-    expect(forName.found).toContain('is not for the host 127.0.0.1');
-    expect(forAddress.status, forAddress.found).toBe('PASS');
-  });
-
-  it.runIf(flavour === 'mysql')('a client certificate logs in an account created REQUIRE X509', async () => {
-    const url = urlOf(flavour);
-    const { db, conn } = await freshDatabase(url, 'tls_x509');
-    cleanup.push(() => conn.end());
-    await conn.query('CREATE TABLE items (id INT PRIMARY KEY, version INT NOT NULL)');
-    const user = `tm_x509_${randomBytes(3).toString('hex')}`;
-    await conn.query(`CREATE USER '${user}'@'%' IDENTIFIED BY 'x509-pw' REQUIRE X509`);
-    cleanup.push(() => conn.query(`DROP USER '${user}'@'%'`));
-    await conn.query(`GRANT SELECT, REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO '${user}'@'%'`);
-    // MySQL makes a client certificate signed by its CA beside the CA, in its data directory.
-    const ca = caOf(flavour);
-    const dataDir = dirname(ca);
-    const { host, port } = sourceFromUrl(url);
-    const dir = tempDir();
-    const source = { host, port, user, password: 'x509-pw', serverId: id(9240), tables: [`${db}.items`] };
-    const withCert = writeConfig(dir, {
-      name: 'x509',
-      source: { ...source, ssl: { mode: 'verify-ca', ca, cert: join(dataDir, 'client-cert.pem'), key: join(dataDir, 'client-key.pem') } },
-      sink: { type: 'stdout' },
-    });
-    const without = writeConfig(dir, { name: 'x509', source: { ...source, ssl: { mode: 'verify-ca', ca } }, sink: { type: 'stdout' } }, 'without.yaml');
-    const [ok, refused] = await Promise.all([runTidemark(['check', '-c', withCert, '--json']), runTidemark(['check', '-c', without, '--json'])]);
-    const rowOf = (run: typeof ok, name: string) => (JSON.parse(run.stdout) as CheckResult[]).find((r) => r.check === name);
-    expect(rowOf(ok, 'connection')?.status, ok.stdout).toBe('PASS');
-    expect(rowOf(ok, 'tls')?.status, ok.stdout).toBe('PASS');
-    expect(rowOf(refused, 'connection')).toMatchObject({ status: 'FAIL' });
-    expect(rowOf(refused, 'connection')!.found).toContain('access denied');
-  });
-
   /*
    * require_secure_transport is a global: while it is ON the server refuses every new plain TCP connection, other
    * tests' included. Safe here because integration files run one after another in one fork (vitest.config.ts), so
@@ -253,5 +200,70 @@ describe.each(FLAVOURS)('TLS to the source (%s)', (flavour) => {
       expect(plain.stdout + plain.stderr).toContain('access denied');
       expect(plain.stdout + plain.stderr).toContain('on a MariaDB server with require_secure_transport=ON');
     }
+  });
+});
+
+// Certificates MySQL made at initialisation (a client certificate beside its CA) and certificates made here for a
+// relay: MySQL only, where those files are.
+describe('TLS to the source with other certificates (mysql)', () => {
+  const flavour: Flavour = 'mysql';
+  const id = (n: number) => n;
+  let cleanup: (() => Promise<unknown>)[] = [];
+  afterEach(async () => {
+    for (const c of cleanup.reverse()) await c().catch(() => {});
+    cleanup = [];
+  });
+
+  // The servers' own certificates cannot show it: MySQL's names no host, the test MariaDB's names both localhost and
+  // 127.0.0.1. mysql2 sends no server name for an address, and Node would then check the name "localhost".
+  it('verify-identity to an IP address wants that address in the certificate, not localhost', async () => {
+    const url = urlOf(flavour);
+    const { db, conn } = await freshDatabase(url, 'tls_ip');
+    cleanup.push(() => conn.end());
+    await conn.query('CREATE TABLE items (id INT PRIMARY KEY, version INT NOT NULL)');
+    const { user, password } = sourceFromUrl(url);
+    const tryWith = async (altNames: string) => {
+      const dir = tempDir();
+      const { caFile, cert, key } = makeCertificates(dir, altNames);
+      const relay = await TlsTerminator.start(sourceFromUrl(url), { cert, key });
+      cleanup.push(() => relay.stop());
+      const source = { host: '127.0.0.1', port: relay.port, user, password, serverId: id(9250), tables: [`${db}.items`] };
+      const config = writeConfig(dir, { name: 'ip', source: { ...source, ssl: { mode: 'verify-identity', ca: caFile } }, sink: { type: 'stdout' } });
+      const run = await runTidemark(['check', '-c', config, '--json']);
+      return (JSON.parse(run.stdout) as CheckResult[]).find((r) => r.check === 'connection')!;
+    };
+    const [forName, forAddress] = await Promise.all([tryWith('DNS:localhost'), tryWith('IP:127.0.0.1')]);
+    expect(forName.status).toBe('FAIL');
+    expect(forName.found).toContain('is not for the host 127.0.0.1');
+    expect(forAddress.status, forAddress.found).toBe('PASS');
+  });
+
+  it('a client certificate logs in an account created REQUIRE X509', async () => {
+    const url = urlOf(flavour);
+    const { db, conn } = await freshDatabase(url, 'tls_x509');
+    cleanup.push(() => conn.end());
+    await conn.query('CREATE TABLE items (id INT PRIMARY KEY, version INT NOT NULL)');
+    const user = `tm_x509_${randomBytes(3).toString('hex')}`;
+    await conn.query(`CREATE USER '${user}'@'%' IDENTIFIED BY 'x509-pw' REQUIRE X509`);
+    cleanup.push(() => conn.query(`DROP USER '${user}'@'%'`));
+    await conn.query(`GRANT SELECT, REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO '${user}'@'%'`);
+    // MySQL makes a client certificate signed by its CA beside the CA, in its data directory.
+    const ca = caOf(flavour);
+    const dataDir = dirname(ca);
+    const { host, port } = sourceFromUrl(url);
+    const dir = tempDir();
+    const source = { host, port, user, password: 'x509-pw', serverId: id(9240), tables: [`${db}.items`] };
+    const withCert = writeConfig(dir, {
+      name: 'x509',
+      source: { ...source, ssl: { mode: 'verify-ca', ca, cert: join(dataDir, 'client-cert.pem'), key: join(dataDir, 'client-key.pem') } },
+      sink: { type: 'stdout' },
+    });
+    const without = writeConfig(dir, { name: 'x509', source: { ...source, ssl: { mode: 'verify-ca', ca } }, sink: { type: 'stdout' } }, 'without.yaml');
+    const [ok, refused] = await Promise.all([runTidemark(['check', '-c', withCert, '--json']), runTidemark(['check', '-c', without, '--json'])]);
+    const rowOf = (run: typeof ok, name: string) => (JSON.parse(run.stdout) as CheckResult[]).find((r) => r.check === name);
+    expect(rowOf(ok, 'connection')?.status, ok.stdout).toBe('PASS');
+    expect(rowOf(ok, 'tls')?.status, ok.stdout).toBe('PASS');
+    expect(rowOf(refused, 'connection')).toMatchObject({ status: 'FAIL' });
+    expect(rowOf(refused, 'connection')!.found).toContain('access denied');
   });
 });
