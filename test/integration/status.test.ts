@@ -67,8 +67,9 @@ async function expectConsistent(s: Setup): Promise<void> {
 describe.each(FLAVOURS)('status on %s', (flavour) => {
   it('follows the snapshot, then the stream, and still reads the checkpoint once sync stopped', async () => {
     const s = await setup(flavour, flavour === 'mysql' ? 7700 : 7710, 20_000, 200);
-    // Stretched chunk reads keep the 100-chunk snapshot going for several status calls.
-    const sync = tidemark(['sync', '-c', s.config], { TIDEMARK_TEST_CHUNK_DELAY_MS: '30' });
+    // Stretched chunk reads keep the 100-chunk snapshot going for several status calls, each a new process that
+    // takes 1 to 2 s to start on a loaded 2-core machine.
+    const sync = tidemark(['sync', '-c', s.config], { TIDEMARK_TEST_CHUNK_DELAY_MS: '80' });
     await sync.waitForLog((l) => l.msg === 'chunk done');
 
     const during: TableStatus[] = [];
