@@ -342,17 +342,20 @@ mariadb_replica_reset() {
 }
 
 # ---------------------------------------------------------------- Kafka 3.9.1
-kafka_install() {
-  if [ -f "$KAFKA_LIBS/kafka_2.13-3.9.1.jar" ]; then return; fi
+# Kafka's jars from Maven through a pom that lists them, once: version pom-dir libs-dir log-file.
+kafka_fetch() {
+  local version=$1 pom=$2 libs=$3 mvnlog="$RUN_DIR/$4"
+  if [ -f "$libs/kafka_2.13-$version.jar" ]; then return; fi
   command -v java >/dev/null || apt_install default-jre-headless
   command -v mvn >/dev/null || apt_install maven
-  log "fetching Kafka 3.9.1 jars into $KAFKA_LIBS (first time only)"
-  rm -rf "$KAFKA_LIBS.partial"
-  (cd "$REPO_DIR/test/servers/kafka" &&
-    mvn -q -B dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$KAFKA_LIBS.partial") \
-    >"$RUN_DIR/mvn.log" 2>&1 || die "fetching Kafka jars failed, see $RUN_DIR/mvn.log"
-  mv "$KAFKA_LIBS.partial" "$KAFKA_LIBS"
+  log "fetching Kafka $version jars into $libs (first time only)"
+  rm -rf "$libs.partial"
+  (cd "$pom" && mvn -q -B dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$libs.partial") \
+    >"$mvnlog" 2>&1 || die "fetching Kafka $version jars failed, see $mvnlog"
+  mv "$libs.partial" "$libs"
 }
+
+kafka_install() { kafka_fetch 3.9.1 "$REPO_DIR/test/servers/kafka" "$KAFKA_LIBS" mvn.log; }
 
 kafka_ready() { port_open "$KAFKA_PORT" && grep -q 'Kafka Server started' "$RUN_DIR/kafka/server.log"; }
 
@@ -406,17 +409,7 @@ kafka_down() { stop_server kafka; }
 # The same single-node KRaft broker on the 4.x line, which is set up differently: a dynamic controller quorum
 # (storage formatted with --standalone, the controller found through controller.quorum.bootstrap.servers) and
 # log4j2 in place of log4j 1. Its own port, so both lines can run side by side.
-kafka4_install() {
-  if [ -f "$KAFKA4_LIBS/kafka_2.13-$KAFKA4_VERSION.jar" ]; then return; fi
-  command -v java >/dev/null || apt_install default-jre-headless
-  command -v mvn >/dev/null || apt_install maven
-  log "fetching Kafka $KAFKA4_VERSION jars into $KAFKA4_LIBS (first time only)"
-  rm -rf "$KAFKA4_LIBS.partial"
-  (cd "$REPO_DIR/test/servers/kafka4" &&
-    mvn -q -B dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$KAFKA4_LIBS.partial") \
-    >"$RUN_DIR/mvn-kafka4.log" 2>&1 || die "fetching Kafka $KAFKA4_VERSION jars failed, see $RUN_DIR/mvn-kafka4.log"
-  mv "$KAFKA4_LIBS.partial" "$KAFKA4_LIBS"
-}
+kafka4_install() { kafka_fetch "$KAFKA4_VERSION" "$REPO_DIR/test/servers/kafka4" "$KAFKA4_LIBS" mvn-kafka4.log; }
 
 kafka4_ready() { port_open "$KAFKA4_PORT" && grep -q 'Kafka Server started' "$RUN_DIR/kafka4/server.log"; }
 
