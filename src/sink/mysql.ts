@@ -221,9 +221,10 @@ export class MysqlTarget implements SqlTarget {
     await this.batched(keys, `DELETE FROM ${quoteName(table)} WHERE ${names} IN (`, ')', tuple);
   }
 
-  async upsertRows(table: string, columns: ColumnInfo[], key: string[], rows: Row[]): Promise<void> {
+  async upsertRows(table: string, columns: ColumnInfo[], key: string[], rows: string[]): Promise<void> {
     const s = this.statementsFor(table, columns, key);
-    const tuple = (r: Row) => {
+    const tuple = (json: string) => {
+      const r = JSON.parse(json) as Row;
       let out = '(';
       for (let i = 0; i < columns.length; i++) {
         const v = r[columns[i]!.name];

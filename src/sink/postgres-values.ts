@@ -1,5 +1,6 @@
 import { SPATIAL } from '../events/values.js';
 import type { ColumnInfo } from '../source/schema.js';
+import { valueEnd } from './json-rows.js';
 
 /**
  * PostgreSQL types for MySQL and MariaDB columns, chosen so that no value changes (docs/sinks.md, Database sinks),
@@ -66,6 +67,9 @@ export function postgresType(c: ColumnInfo): string {
 /** A canonical value (never null) as PostgreSQL input text. */
 export type PostgresText = (value: unknown) => string;
 
+/** Most types: a string is its own input text (the canonical value of a number, a date, a decimal ...). */
+const plainText: PostgresText = (v) => (typeof v === 'string' ? v : JSON.stringify(v));
+
 const hex = (bytes: Buffer): string => `\\x${bytes.toString('hex')}`;
 
 export function postgresText(c: ColumnInfo): PostgresText {
@@ -84,7 +88,7 @@ export function postgresText(c: ColumnInfo): PostgresText {
   }
   if (BYTES.has(c.dataType)) return (v) => hex(Buffer.from(v as string, 'base64'));
   if (SPATIAL.has(c.dataType)) return (v) => hex(ewkb(v as { wkb: string; srid: number }));
-  return (v) => (typeof v === 'string' ? v : JSON.stringify(v));
+  return plainText;
 }
 
 /** BIT(n) as n binary digits: the canonical value is a number up to 53 bits, base64 of the bytes beyond. */
@@ -119,6 +123,56 @@ export function ewkb({ wkb, srid }: { wkb: string; srid: number }): Buffer {
 /** COPY's text format: backslash, tab, newline and carriage return escaped; NULL is \N. */
 export function copyField(text: string): string {
   return COPY_SPECIAL.test(text) ? text.replace(COPY_ESCAPES, (ch) => COPY_ESCAPED[ch]!) : text;
+}
+
+/**
+ * One row's line of COPY text (without its newline), read from the row's JSON text, whose keys must be those of
+ * `heads` (rowHeads) in order; undefined when they are not. The same text as `copyField(texts[i](value))` for each
+ * value of JSON.parse(json), and \N for null, but without building the row: a string of a plain column without
+ * escapes is copied as it stands, since JSON text holds no raw tab, newline or carriage return.
+ */
+export function copyLine(json: string, heads: readonly string[], texts: readonly PostgresText[]): string | undefined {
+  let line = '';
+  let at = 0;
+  // The next backslash at or after `at`, or -1: found once, so a row is searched for them only once.
+  let slash = json.indexOf('\\');
+  for (let i = 0; i < heads.length; i++) {
+    const head = heads[i]!;
+    if (!json.startsWith(head, at)) return undefined;
+    at += head.length;
+    const end = valueEnd(json, at);
+    if (end < 0) return undefined;
+    const text = texts[i]!;
+    let field: string;
+    if (json.charCodeAt(at) === 0x22) {
+      if (slash >= 0 && slash < at) slash = json.indexOf('\\', at);
+      const raw = slash < 0 || slash >= end ? json.slice(at + 1, end - 1) : undefined;
+      if (raw !== undefined && text === plainText) field = raw;
+      else field = copyField(text(raw ?? JSON.parse(json.slice(at, end))));
+    } else {
+      const token = json.slice(at, end);
+      if (token === 'null') field = '\\N';
+      else if (text === plainText && isPlainInteger(token)) field = token;
+      else field = copyField(text(JSON.parse(token)));
+    }
+    line += i === 0 ? field : `\t${field}`;
+    at = end;
+  }
+  return at === json.length - 1 && json.charCodeAt(at) === 0x7d ? line : undefined;
+}
+
+/** An integer that JSON.stringify writes as it stands: at most 15 digits, no leading zero, no minus zero. */
+export function isPlainInteger(token: string): boolean {
+  const digits = token.charCodeAt(0) === 0x2d ? 1 : 0;
+  const n = token.length - digits;
+  if (n < 1 || n > 15) return false;
+  const first = token.charCodeAt(digits);
+  if (first === 0x30) return n === 1 && digits === 0;
+  for (let i = digits; i < token.length; i++) {
+    const d = token.charCodeAt(i);
+    if (d < 0x30 || d > 0x39) return false;
+  }
+  return true;
 }
 
 const COPY_SPECIAL = /[\\\t\n\r]/;

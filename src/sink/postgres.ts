@@ -4,7 +4,8 @@ import pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import type { DeadLetterValue } from '../events/dead-letter.js';
 import type { ColumnInfo, TableSchema } from '../source/schema.js';
-import { copyField, type PostgresText, postgresText, postgresType, quoteIdent } from './postgres-values.js';
+import { rowHeads } from './json-rows.js';
+import { copyField, copyLine, type PostgresText, postgresText, postgresType, quoteIdent } from './postgres-values.js';
 import { type Endpoint, type OffsetsRow, type Row, type SqlSinkConfig, type SqlTarget, sqlEndpoint, type TargetTable } from './sql-target.js';
 
 export type PostgresSinkConfig = Extract<SqlSinkConfig, { type: 'postgres' }>;
@@ -23,6 +24,7 @@ const CONNECTION_CODES = new Set(['ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'ETIMED
 interface Statements {
   types: string[];
   texts: PostgresText[];
+  heads: string[];
   copy: string;
   upsert: string;
 }
@@ -235,7 +237,7 @@ export class PostgresTarget implements SqlTarget {
     }
   }
 
-  async upsertRows(table: string, columns: ColumnInfo[], key: string[], rows: Row[], fresh: boolean): Promise<void> {
+  async upsertRows(table: string, columns: ColumnInfo[], key: string[], rows: string[], fresh: boolean): Promise<void> {
     const s = this.statementsFor(table, columns, key);
     if (fresh && rows.length >= COPY_MIN_ROWS && !this.occupied.has(table)) {
       // Snapshot rows are usually new to the table: COPY them, and upsert only when some were there already.
@@ -251,7 +253,7 @@ export class PostgresTarget implements SqlTarget {
       }
     }
     for (let at = 0; at < rows.length; at += STATEMENT_ROWS) {
-      const slice = rows.slice(at, at + STATEMENT_ROWS);
+      const slice = rows.slice(at, at + STATEMENT_ROWS).map((json) => JSON.parse(json) as Row);
       await this.query(
         s.upsert,
         columns.map((c, i) => slice.map((r) => text(r[c.name], s.texts[i]!))),
@@ -270,6 +272,7 @@ export class PostgresTarget implements SqlTarget {
       s = {
         types,
         texts: columns.map(postgresText),
+        heads: rowHeads(columns.map((c) => c.name)),
         copy: `COPY ${this.qualified(table)} (${names}) FROM STDIN`,
         upsert:
           `INSERT INTO ${this.qualified(table)} (${names}) SELECT ${types.map((t, i) => `d.c${i}::${t}`).join(', ')} ` +
@@ -280,16 +283,20 @@ export class PostgresTarget implements SqlTarget {
     return s;
   }
 
-  private async copy(s: Statements, columns: ColumnInfo[], rows: Row[]): Promise<void> {
+  private async copy(s: Statements, columns: ColumnInfo[], rows: string[]): Promise<void> {
     const names = columns.map((c) => c.name);
-    const { texts } = s;
+    const { texts, heads } = s;
     function* lines(): Generator<string> {
       let chunk = '';
-      for (const row of rows) {
-        let line = '';
-        for (let i = 0; i < names.length; i++) {
-          const v = row[names[i]!];
-          line += `${i === 0 ? '' : '\t'}${v === null || v === undefined ? '\\N' : copyField(texts[i]!(v))}`;
+      for (const json of rows) {
+        let line = copyLine(json, heads, texts);
+        if (line === undefined) {
+          const row = JSON.parse(json) as Row;
+          line = '';
+          for (let i = 0; i < names.length; i++) {
+            const v = row[names[i]!];
+            line += `${i === 0 ? '' : '\t'}${v === null || v === undefined ? '\\N' : copyField(texts[i]!(v))}`;
+          }
         }
         chunk += `${line}\n`;
         if (chunk.length >= COPY_CHUNK_CHARS) {

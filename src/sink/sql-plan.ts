@@ -4,10 +4,10 @@ import type { ChangeEvent, DeadLetter, EventSource, RowEvent, SchemaChange } fro
 export interface TableChanges {
   db: string;
   table: string;
-  /** By canonical key text: the create, update or snapshot read that leaves the row as it is in the source. */
-  upserts: Map<string, RowEvent>;
-  /** By canonical key text: rows to delete. */
-  deletes: Map<string, RowEvent>;
+  /** One per key: the create, update or snapshot read that leaves the row as it is in the source. */
+  upserts: RowEvent[];
+  /** One per key: rows to delete. */
+  deletes: RowEvent[];
   /** Every upsert is a snapshot read: the rows may be new to the target (the bulk path may try a plain COPY). */
   onlyReads: boolean;
 }
@@ -34,9 +34,13 @@ export interface SqlPlan {
  * row takes them.
  */
 export function planEvents(events: ChangeEvent[]): SqlPlan {
+  const read = oneChunkRead(events);
+  if (read) return read;
   const steps: Step[] = [];
   const deadLetters: DeadLetter[] = [];
   let rows: Map<string, TableChanges> | null = null;
+  const folds: { changes: TableChanges; upserts: Map<string, RowEvent>; deletes: Map<string, RowEvent> }[] = [];
+  let fold: Map<string, (typeof folds)[number]> | null = null;
   let changes = 0;
   let last: EventSource | null = null;
   for (const e of events) {
@@ -53,13 +57,16 @@ export function planEvents(events: ChangeEvent[]): SqlPlan {
     changes++;
     if (rows === null) {
       rows = new Map();
+      fold = new Map();
       steps.push({ kind: 'rows', tables: rows });
     }
     const id = `${e.db}.${e.table}`;
-    let t = rows.get(id);
+    let t = fold!.get(id);
     if (!t) {
-      t = { db: e.db, table: e.table, upserts: new Map(), deletes: new Map(), onlyReads: true };
-      rows.set(id, t);
+      t = { changes: { db: e.db, table: e.table, upserts: [], deletes: [], onlyReads: true }, upserts: new Map(), deletes: new Map() };
+      rows.set(id, t.changes);
+      fold!.set(id, t);
+      folds.push(t);
     }
     if (e.op === 'd') {
       t.upserts.delete(e.key);
@@ -67,8 +74,25 @@ export function planEvents(events: ChangeEvent[]): SqlPlan {
     } else {
       t.deletes.delete(e.key);
       t.upserts.set(e.key, e);
-      if (e.op !== 'r') t.onlyReads = false;
+      if (e.op !== 'r') t.changes.onlyReads = false;
     }
   }
+  for (const t of folds) {
+    t.changes.upserts = [...t.upserts.values()];
+    t.changes.deletes = [...t.deletes.values()];
+  }
   return { steps, deadLetters, changes, last };
+}
+
+/**
+ * The plan of a batch that is one chunk read (snapshot reads that share their source block, which each chunk read
+ * makes once), with no folding: a chunk holds each key once, since it is read by a unique key.
+ */
+function oneChunkRead(events: ChangeEvent[]): SqlPlan | undefined {
+  const first = events[0];
+  if (first === undefined || first.op !== 'r') return undefined;
+  for (const e of events) if (e.op !== 'r' || e.source !== first.source || e.table !== first.table || e.db !== first.db) return undefined;
+  const upserts = events as RowEvent[];
+  const tables = new Map([[`${first.db}.${first.table}`, { db: first.db, table: first.table, upserts, deletes: [], onlyReads: true }]]);
+  return { steps: [{ kind: 'rows', tables }], deadLetters: [], changes: events.length, last: upserts[upserts.length - 1]!.source };
 }

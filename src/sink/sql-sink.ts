@@ -5,6 +5,7 @@ import type { ChangeEvent, DeadLetter, EventSource, OutputRecord, RowEvent, Sche
 import { crashPoint } from '../faults.js';
 import { createLogger } from '../ops/logger.js';
 import type { ColumnInfo, TableSchema } from '../source/schema.js';
+import { hasColumns, rowHeads } from './json-rows.js';
 import type { DeadLetterCount, PreparedBatch, Sink } from './sink.js';
 import { planEvents, type SqlPlan, type TableChanges } from './sql-plan.js';
 import { MAX_IDENTIFIER, type Row, type SourceSchemas, type SqlTarget, type TargetTable, targetTableName } from './sql-target.js';
@@ -36,9 +37,17 @@ interface TableState {
   dropped: boolean;
 }
 
+/** Upserts of one column list: the rows' JSON text, which the target reads as it needs. */
+interface RowGroup {
+  names: string[];
+  heads: string[];
+  rows: string[];
+  events: RowEvent[];
+}
+
 /** One table's changes of a step, parsed once per batch. */
 interface ParsedChanges {
-  upserts: { row: Row; event: RowEvent }[];
+  upserts: RowGroup[];
   deletes: { key: Row; event: RowEvent }[];
   columns: Set<string>;
 }
@@ -430,19 +439,13 @@ export class SqlSink implements Sink {
         );
       else for (const d of parsed.deletes) await this.isolated(st, d.event, batch, () => t.deleteRows(st.target, keyColumns, [d.key]));
     }
-    const groups = new Map<string, Row[]>();
-    const events = new Map<Row, RowEvent>();
-    for (const { row, event } of parsed.upserts) {
-      const signature = Object.keys(row).join('\0');
-      const group = groups.get(signature);
-      if (group) group.push(row);
-      else groups.set(signature, [row]);
-      if (isolate) events.set(row, event);
-    }
-    for (const [signature, rows] of groups) {
-      const columns = columnsOf(signature.split('\0'));
-      if (!isolate) await this.refusable(() => t.upsertRows(st.target, columns, st.key, rows, changes.onlyReads));
-      else for (const row of rows) await this.isolated(st, events.get(row)!, batch, () => t.upsertRows(st.target, columns, st.key, [row], false));
+    for (const group of parsed.upserts) {
+      const columns = columnsOf(group.names);
+      if (!isolate) await this.refusable(() => t.upsertRows(st.target, columns, st.key, group.rows, changes.onlyReads));
+      else
+        for (let i = 0; i < group.rows.length; i++) {
+          await this.isolated(st, group.events[i]!, batch, () => t.upsertRows(st.target, columns, st.key, [group.rows[i]!], false));
+        }
     }
   }
 
@@ -561,25 +564,33 @@ function position(source: EventSource, row: number): DeadLetterValue['position']
   return { file: source.file, pos: source.pos, gtid: source.gtid, row, snapshot: source.snapshot };
 }
 
-/** Each table's changes as rows of canonical values, with the column names the upserts use. */
+/** Each table's upserts grouped by column list, its deletes as keys of canonical values, and the columns the upserts use. */
 function parse(plan: SqlPlan): Map<TableChanges, ParsedChanges> {
   const out = new Map<TableChanges, ParsedChanges>();
   for (const step of plan.steps) {
     if (step.kind !== 'rows') continue;
     for (const changes of step.tables.values()) {
       const columns = new Set<string>();
-      const upserts: ParsedChanges['upserts'] = [];
-      let last = '';
-      for (const event of changes.upserts.values()) {
-        const row = JSON.parse(event.after!) as Row;
-        upserts.push({ row, event });
-        // Rows of one version share their column list; only a change of it is looked at.
-        const keys = Object.keys(row);
-        const signature = keys.join('\0');
-        if (signature !== last) for (const k of keys) columns.add(k);
-        last = signature;
+      const groups = new Map<string, RowGroup>();
+      let group: RowGroup | undefined;
+      for (const event of changes.upserts) {
+        const json = event.after!;
+        // Rows of one version share their column list: a row is parsed only when it has another one than the last.
+        if (group === undefined || !hasColumns(json, group.heads)) {
+          const names = Object.keys(JSON.parse(json) as Row);
+          const signature = names.join('\0');
+          group = groups.get(signature);
+          if (group === undefined) {
+            group = { names, heads: rowHeads(names), rows: [], events: [] };
+            groups.set(signature, group);
+            for (const n of names) columns.add(n);
+          }
+        }
+        group.rows.push(json);
+        group.events.push(event);
       }
-      const deletes = [...changes.deletes.values()].map((event) => ({ key: JSON.parse(event.key) as Row, event }));
+      const upserts = [...groups.values()];
+      const deletes = changes.deletes.map((event) => ({ key: JSON.parse(event.key) as Row, event }));
       out.set(changes, { upserts, deletes, columns });
     }
   }

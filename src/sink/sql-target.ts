@@ -111,8 +111,11 @@ export interface SqlTarget {
   addColumn(table: string, column: ColumnInfo): Promise<void>;
   truncate(table: string): Promise<void>;
   deleteRows(table: string, key: ColumnInfo[], keys: Row[]): Promise<void>;
-  /** `fresh`: the rows are snapshot reads, probably new to the table, so a plain bulk load may be tried first. */
-  upsertRows(table: string, columns: ColumnInfo[], key: string[], rows: Row[], fresh: boolean): Promise<void>;
+  /**
+   * `rows`: JSON text of canonical values, each an object of exactly `columns`, in that order. `fresh`: the rows are
+   * snapshot reads, probably new to the table, so a plain bulk load may be tried first.
+   */
+  upsertRows(table: string, columns: ColumnInfo[], key: string[], rows: string[], fresh: boolean): Promise<void>;
   writeDeadLetters(letters: DeadLetterValue[]): Promise<void>;
   /** Whether trying the same again can succeed: a lost connection, a deadlock, a serialization failure. */
   isTransient(err: unknown): boolean;
