@@ -113,6 +113,25 @@ export function isRetriable(err: unknown): boolean {
   return isConnectionLoss(err) || TRANSIENT_CODES.has((err as { code?: string } | null)?.code ?? '');
 }
 
+/** Codes of a write refused for want of space: the file system's (a quota's too) and SQLite's. */
+const NO_SPACE_CODES = new Set(['ENOSPC', 'EDQUOT', 'SQLITE_FULL']);
+
+/**
+ * The message for a failed operation on one of tidemark's own files (`what` names it: "writing the output
+ * /data/out.jsonl"). A full disk is said plainly, with its cure: nothing past the last checkpoint counts as
+ * written, so once there is space again a restart resumes from there.
+ */
+export function fileFailure(what: string, err: unknown): string {
+  const code = (err as { code?: unknown } | null)?.code;
+  if (typeof code !== 'string') return `${what} failed: ${errorOf(err).message}`;
+  if (NO_SPACE_CODES.has(code)) {
+    return `${what} failed: no space left on its file system (${code}). Free space there and start tidemark again: it resumes from its last checkpoint.`;
+  }
+  // Node's messages start with the code (EIO: i/o error, write); SQLite's do not (disk I/O error).
+  const message = errorOf(err).message;
+  return `${what} failed: ${message.includes(code) ? message : `${message} (${code})`}`;
+}
+
 export function errorOf(err: unknown): Error {
   return err instanceof Error ? err : new Error(String(err));
 }

@@ -5,7 +5,7 @@
  * (killed with -9) leaves a stale file, which the next sync takes over.
  */
 import { readFileSync, unlinkSync, writeFileSync } from 'node:fs';
-import { CheckpointError } from '../errors.js';
+import { CheckpointError, fileFailure } from '../errors.js';
 import { PRIVATE_FILE, privateDirFor } from '../files.js';
 
 export class CheckpointLock {
@@ -20,7 +20,10 @@ export class CheckpointLock {
         writeFileSync(path, `${JSON.stringify({ pid: process.pid, since: new Date().toISOString() })}\n`, { flag: 'wx', mode: PRIVATE_FILE });
         return new CheckpointLock(path);
       } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'EEXIST' || attempt > 0) throw err;
+        const code = (err as NodeJS.ErrnoException).code;
+        // A lock file left empty by a full disk counts as stale next time, as a dead holder's does.
+        if (code !== 'EEXIST') throw new CheckpointError(fileFailure(`writing the checkpoint's lock file ${path}`, err), { cause: err });
+        if (attempt > 0) throw err;
       }
       const holder = readHolder(path);
       if (holder && holder.pid !== process.pid && isRunningTidemark(holder.pid)) {

@@ -1,5 +1,5 @@
 import Database from 'better-sqlite3';
-import { CheckpointError } from '../errors.js';
+import { CheckpointError, fileFailure } from '../errors.js';
 import { touchPrivate } from '../files.js';
 import { comparePositions, type Position } from '../source/position.js';
 import type { TableSchema } from '../source/schema.js';
@@ -97,6 +97,16 @@ const MIGRATIONS: string[] = [
      PRIMARY KEY (table_name, seq));`,
 ];
 
+/**
+ * A failure of the checkpoint's storage (a full disk, an I/O error) as a CheckpointError naming the file; any other
+ * error is returned as it is. SQLite has rolled the transaction back: the checkpoint still holds what it held.
+ */
+function storageError(path: string, err: unknown): unknown {
+  const code = (err as { code?: unknown } | null)?.code;
+  if (typeof code !== 'string' || !(code === 'SQLITE_FULL' || code.startsWith('SQLITE_IOERR'))) return err;
+  return new CheckpointError(fileFailure(`writing the checkpoint ${path}`, err), { cause: err });
+}
+
 const json = (v: unknown): string | null => (v === null || v === undefined ? null : JSON.stringify(v));
 const parse = <T>(v: string | null): T | null => (v === null ? null : (JSON.parse(v) as T));
 
@@ -109,31 +119,53 @@ const parse = <T>(v: string | null): T | null => (v === null ? null : (JSON.pars
 export class CheckpointStore {
   private readonly statements = new Map<string, Database.Statement>();
 
-  private constructor(private readonly db: Database.Database) {}
+  private constructor(
+    private readonly db: Database.Database,
+    private readonly path: string,
+  ) {}
 
   static open(path: string): CheckpointStore {
-    touchPrivate(path);
-    const db = new Database(path);
-    // Set first: the other pragmas may already need to wait for another process (`tidemark snapshot`, `status`).
-    db.pragma('busy_timeout = 10000');
-    db.pragma('journal_mode = WAL');
-    db.pragma('synchronous = FULL');
-    const version = db.pragma('user_version', { simple: true }) as number;
-    if (version > MIGRATIONS.length) {
-      db.close();
-      throw new CheckpointError(`checkpoint ${path} was written by a newer tidemark (schema ${version}); upgrade tidemark or point checkpoint.path elsewhere`);
+    let db: Database.Database | undefined;
+    try {
+      touchPrivate(path);
+      db = new Database(path);
+      // Set first: the other pragmas may already need to wait for another process (`tidemark snapshot`, `status`).
+      db.pragma('busy_timeout = 10000');
+      db.pragma('journal_mode = WAL');
+      db.pragma('synchronous = FULL');
+      const version = db.pragma('user_version', { simple: true }) as number;
+      if (version > MIGRATIONS.length) {
+        throw new CheckpointError(
+          `checkpoint ${path} was written by a newer tidemark (schema ${version}); upgrade tidemark or point checkpoint.path elsewhere`,
+        );
+      }
+      for (let v = version; v < MIGRATIONS.length; v++) {
+        db.transaction(() => {
+          db!.exec(MIGRATIONS[v]!);
+          db!.pragma(`user_version = ${v + 1}`);
+        }).immediate();
+      }
+      return new CheckpointStore(db, path);
+    } catch (err) {
+      db?.close();
+      throw storageError(path, err);
     }
-    for (let v = version; v < MIGRATIONS.length; v++) {
-      db.transaction(() => {
-        db.exec(MIGRATIONS[v]!);
-        db.pragma(`user_version = ${v + 1}`);
-      }).immediate();
-    }
-    return new CheckpointStore(db);
   }
 
   close(): void {
     this.db.close();
+  }
+
+  /**
+   * Runs `fn` as one write transaction, taking the write lock at once. A write the storage refuses (a full disk)
+   * is a CheckpointError naming the checkpoint; SQLite has rolled the transaction back.
+   */
+  private write<T>(fn: () => T): T {
+    try {
+      return this.db.transaction(fn).immediate();
+    } catch (err) {
+      throw storageError(this.path, err);
+    }
   }
 
   /** A prepared statement, compiled once per store: the stream asks for its position for every transaction. */
@@ -161,7 +193,7 @@ export class CheckpointStore {
   }
 
   setSourceIdentity(id: SourceIdentity): void {
-    this.setMeta('source', JSON.stringify(id));
+    this.write(() => this.setMeta('source', JSON.stringify(id)));
   }
 
   streamPosition(): Position | undefined {
@@ -170,8 +202,10 @@ export class CheckpointStore {
 
   /** Sets where streaming starts when no commit has set it yet (after a snapshot, or for mode never). */
   setStreamStart(p: Position): void {
-    this.setMeta('stream', JSON.stringify(p));
-    this.setMeta('restart', null);
+    this.write(() => {
+      this.setMeta('stream', JSON.stringify(p));
+      this.setMeta('restart', null);
+    });
   }
 
   /** Where a resumed stream starts reading when that is before streamPosition(): see CheckpointUpdate.restart. */
@@ -209,7 +243,9 @@ export class CheckpointStore {
   }
 
   addTable(name: string, state: TableState, chunkKey: string[], rowsEstimate: number | null): void {
-    this.sql('INSERT INTO tables (name, state, chunk_key, rows_estimate) VALUES (?, ?, ?, ?)').run(name, state, JSON.stringify(chunkKey), rowsEstimate);
+    this.write(() =>
+      this.sql('INSERT INTO tables (name, state, chunk_key, rows_estimate) VALUES (?, ?, ?, ?)').run(name, state, JSON.stringify(chunkKey), rowsEstimate),
+    );
   }
 
   chunks(table: string): ChunkRecord[] {
@@ -241,12 +277,10 @@ export class CheckpointStore {
 
   /** Records a newly split chunk; the last one (no upper bound) also fixes the table's chunk count. */
   addChunk(table: string, idx: number, lo: KeyTuple | null, hi: KeyTuple | null): void {
-    this.db
-      .transaction(() => {
-        this.sql('INSERT INTO chunks (table_name, idx, lo, hi, status) VALUES (?, ?, ?, ?, ?)').run(table, idx, json(lo), json(hi), 'pending');
-        if (hi === null) this.sql('UPDATE tables SET chunks_total = ? WHERE name = ?').run(idx + 1, table);
-      })
-      .immediate();
+    this.write(() => {
+      this.sql('INSERT INTO chunks (table_name, idx, lo, hi, status) VALUES (?, ?, ?, ?, ?)').run(table, idx, json(lo), json(hi), 'pending');
+      if (hi === null) this.sql('UPDATE tables SET chunks_total = ? WHERE name = ?').run(idx + 1, table);
+    });
   }
 
   pendingCommit(): PendingCommit | undefined {
@@ -258,55 +292,55 @@ export class CheckpointStore {
   beginCommit(update: CheckpointUpdate, sinkState: string): number {
     if (this.pendingCommit()) throw new Error('a sink commit is already pending');
     const seq = this.lastCommittedSeq() + 1;
-    this.sql('INSERT INTO commits (seq, update_json, sink_state, created_ms) VALUES (?, ?, ?, ?)').run(seq, JSON.stringify(update), sinkState, Date.now());
+    this.write(() =>
+      this.sql('INSERT INTO commits (seq, update_json, sink_state, created_ms) VALUES (?, ?, ?, ?)').run(seq, JSON.stringify(update), sinkState, Date.now()),
+    );
     return seq;
   }
 
   /** Step 3: the sink holds the batch; apply its checkpoint update. */
   finishCommit(seq: number): void {
-    this.db
-      .transaction(() => {
-        const pending = this.pendingCommit();
-        if (!pending || pending.seq !== seq) throw new Error(`no pending commit ${seq}`);
-        const { update } = pending;
-        const markDone = this.sql('UPDATE chunks SET status = ?, lw = ?, hw = ?, rows = ? WHERE table_name = ? AND idx = ?');
-        const addRows = this.sql('UPDATE tables SET snapshot_rows = snapshot_rows + ? WHERE name = ?');
-        const finishTable = this.sql(
-          `UPDATE tables SET state = 'streaming' WHERE name = ? AND chunks_total =
+    this.write(() => {
+      const pending = this.pendingCommit();
+      if (!pending || pending.seq !== seq) throw new Error(`no pending commit ${seq}`);
+      const { update } = pending;
+      const markDone = this.sql('UPDATE chunks SET status = ?, lw = ?, hw = ?, rows = ? WHERE table_name = ? AND idx = ?');
+      const addRows = this.sql('UPDATE tables SET snapshot_rows = snapshot_rows + ? WHERE name = ?');
+      const finishTable = this.sql(
+        `UPDATE tables SET state = 'streaming' WHERE name = ? AND chunks_total =
            (SELECT COUNT(*) FROM chunks WHERE table_name = ? AND status = 'done')`,
-        );
-        for (const c of update.chunksDone ?? []) {
-          markDone.run('done', json(c.lw), json(c.hw), c.rows, c.table, c.idx);
-          addRows.run(c.rows, c.table);
-          finishTable.run(c.table, c.table);
-        }
-        const lowerHw = this.sql('UPDATE chunks SET hw = ? WHERE table_name = ? AND idx = ?');
-        for (const t of update.truncates ?? []) {
-          for (const c of this.chunks(t.table)) if (c.hw && comparePositions(c.hw, t.at) > 0) lowerHw.run(json(t.at), t.table, c.idx);
-        }
-        if (update.stream) {
-          this.setMeta('stream', JSON.stringify(update.stream));
-          this.setMeta('restart', update.restart ? JSON.stringify(update.restart) : null);
-        }
-        if (update.sourceTsMs !== undefined) this.setMeta('last_source_ts_ms', String(update.sourceTsMs));
-        if (update.source) this.setMeta('source', JSON.stringify(update.source));
-        for (const v of update.schemaVersions ?? []) this.insertSchemaVersion(v);
-        if (update.deadLetters) {
-          const counts = this.deadLetters();
-          for (const [table, n] of Object.entries(update.deadLetters)) counts[table] = (counts[table] ?? 0) + n;
-          this.setMeta('dead_letters', JSON.stringify(counts));
-        }
-        this.setMeta('sink_state', pending.sinkState);
-        this.setMeta('last_seq', String(seq));
-        this.setMeta('last_commit_ms', String(Date.now()));
-        this.sql('DELETE FROM commits WHERE seq = ?').run(seq);
-      })
-      .immediate();
+      );
+      for (const c of update.chunksDone ?? []) {
+        markDone.run('done', json(c.lw), json(c.hw), c.rows, c.table, c.idx);
+        addRows.run(c.rows, c.table);
+        finishTable.run(c.table, c.table);
+      }
+      const lowerHw = this.sql('UPDATE chunks SET hw = ? WHERE table_name = ? AND idx = ?');
+      for (const t of update.truncates ?? []) {
+        for (const c of this.chunks(t.table)) if (c.hw && comparePositions(c.hw, t.at) > 0) lowerHw.run(json(t.at), t.table, c.idx);
+      }
+      if (update.stream) {
+        this.setMeta('stream', JSON.stringify(update.stream));
+        this.setMeta('restart', update.restart ? JSON.stringify(update.restart) : null);
+      }
+      if (update.sourceTsMs !== undefined) this.setMeta('last_source_ts_ms', String(update.sourceTsMs));
+      if (update.source) this.setMeta('source', JSON.stringify(update.source));
+      for (const v of update.schemaVersions ?? []) this.insertSchemaVersion(v);
+      if (update.deadLetters) {
+        const counts = this.deadLetters();
+        for (const [table, n] of Object.entries(update.deadLetters)) counts[table] = (counts[table] ?? 0) + n;
+        this.setMeta('dead_letters', JSON.stringify(counts));
+      }
+      this.setMeta('sink_state', pending.sinkState);
+      this.setMeta('last_seq', String(seq));
+      this.setMeta('last_commit_ms', String(Date.now()));
+      this.sql('DELETE FROM commits WHERE seq = ?').run(seq);
+    });
   }
 
   /** The sink never received the pending commit: forget it, its output will be produced again. */
   discardPending(seq: number): void {
-    this.sql('DELETE FROM commits WHERE seq = ?').run(seq);
+    this.write(() => this.sql('DELETE FROM commits WHERE seq = ?').run(seq));
   }
 
   /** Every table's column versions, oldest first. */
@@ -327,7 +361,7 @@ export class CheckpointStore {
 
   /** A version recorded outside a sink commit: the first one of a table, read from the server. */
   addSchemaVersion(v: SchemaVersion): void {
-    this.db.transaction(() => this.insertSchemaVersion(v)).immediate();
+    this.write(() => this.insertSchemaVersion(v));
   }
 
   /**
@@ -335,21 +369,19 @@ export class CheckpointStore {
    * stream starts reading (ARCHITECTURE §4: history is trimmed only below the committed position).
    */
   trimSchemaHistory(resumeAt: Position): void {
-    this.db
-      .transaction(() => {
-        for (const [table, versions] of this.schemaHistory()) {
-          let keepFrom = 0;
-          versions.forEach((v, i) => {
-            if (v.from === null || comparePositions(v.from, resumeAt) <= 0) keepFrom = i;
-          });
-          if (keepFrom > 0) {
-            this.sql(
-              'DELETE FROM schema_history WHERE table_name = ? AND seq < (SELECT seq FROM schema_history WHERE table_name = ? ORDER BY seq LIMIT 1 OFFSET ?)',
-            ).run(table, table, keepFrom);
-          }
+    this.write(() => {
+      for (const [table, versions] of this.schemaHistory()) {
+        let keepFrom = 0;
+        versions.forEach((v, i) => {
+          if (v.from === null || comparePositions(v.from, resumeAt) <= 0) keepFrom = i;
+        });
+        if (keepFrom > 0) {
+          this.sql(
+            'DELETE FROM schema_history WHERE table_name = ? AND seq < (SELECT seq FROM schema_history WHERE table_name = ? ORDER BY seq LIMIT 1 OFFSET ?)',
+          ).run(table, table, keepFrom);
         }
-      })
-      .immediate();
+      }
+    });
   }
 
   private insertSchemaVersion(v: SchemaVersion): void {
@@ -377,11 +409,9 @@ export class CheckpointStore {
   /** Asks for a fresh snapshot of these tables (`tidemark snapshot`); a running sync polls for it. */
   requestSnapshot(tables: string[]): void {
     const add = this.sql('INSERT INTO snapshot_requests (table_name, requested_ms) VALUES (?, ?) ON CONFLICT(table_name) DO NOTHING');
-    this.db
-      .transaction(() => {
-        for (const t of tables) add.run(t, Date.now());
-      })
-      .immediate();
+    this.write(() => {
+      for (const t of tables) add.run(t, Date.now());
+    });
   }
 
   snapshotRequests(): string[] {
@@ -393,19 +423,17 @@ export class CheckpointStore {
    * forgotten and it is snapshotting again; the request, if any, is settled in the same step.
    */
   restartTableSnapshot(name: string, chunkKey: string[], rowsEstimate: number | null, again: boolean): void {
-    this.db
-      .transaction(() => {
-        this.sql('DELETE FROM chunks WHERE table_name = ?').run(name);
-        this.sql('DELETE FROM snapshot_requests WHERE table_name = ?').run(name);
-        this.db
-          .prepare(
-            `INSERT INTO tables (name, state, chunk_key, rows_estimate, again) VALUES (?, 'snapshotting', ?, ?, ?)
+    this.write(() => {
+      this.sql('DELETE FROM chunks WHERE table_name = ?').run(name);
+      this.sql('DELETE FROM snapshot_requests WHERE table_name = ?').run(name);
+      this.db
+        .prepare(
+          `INSERT INTO tables (name, state, chunk_key, rows_estimate, again) VALUES (?, 'snapshotting', ?, ?, ?)
            ON CONFLICT(name) DO UPDATE SET state = 'snapshotting', chunk_key = excluded.chunk_key,
              rows_estimate = excluded.rows_estimate, chunks_total = NULL, snapshot_rows = 0, again = excluded.again`,
-          )
-          .run(name, JSON.stringify(chunkKey), rowsEstimate, again ? 1 : 0);
-      })
-      .immediate();
+        )
+        .run(name, JSON.stringify(chunkKey), rowsEstimate, again ? 1 : 0);
+    });
   }
 
   /**
@@ -414,13 +442,11 @@ export class CheckpointStore {
    */
   /** A table left out of the config: its progress goes, so a later return starts its snapshot afresh. */
   forgetTable(name: string): void {
-    this.db
-      .transaction(() => {
-        this.sql('DELETE FROM chunks WHERE table_name = ?').run(name);
-        this.sql('DELETE FROM snapshot_requests WHERE table_name = ?').run(name);
-        this.sql('DELETE FROM tables WHERE name = ?').run(name);
-      })
-      .immediate();
+    this.write(() => {
+      this.sql('DELETE FROM chunks WHERE table_name = ?').run(name);
+      this.sql('DELETE FROM snapshot_requests WHERE table_name = ?').run(name);
+      this.sql('DELETE FROM tables WHERE name = ?').run(name);
+    });
   }
 
   /**
@@ -428,17 +454,15 @@ export class CheckpointStore {
    * for a failover, once the stream is past every high watermark and the hand-off filter needs none of them.
    */
   forgetChunkPositions(): void {
-    this.sql('UPDATE chunks SET lw = NULL, hw = NULL').run();
+    this.write(() => this.sql('UPDATE chunks SET lw = NULL, hw = NULL').run());
   }
 
   forgetProgress(): void {
-    this.db
-      .transaction(() => {
-        this.db.exec('DELETE FROM chunks; DELETE FROM tables;');
-        this.setMeta('stream', null);
-        this.setMeta('restart', null);
-      })
-      .immediate();
+    this.write(() => {
+      this.db.exec('DELETE FROM chunks; DELETE FROM tables;');
+      this.setMeta('stream', null);
+      this.setMeta('restart', null);
+    });
   }
 
   /**
@@ -481,7 +505,7 @@ export class CheckpointStore {
           : `checkpoint ${path} has schema ${version}, this tidemark reads ${MIGRATIONS.length}; run tidemark sync once to upgrade it`,
       );
     }
-    return new CheckpointStore(db);
+    return new CheckpointStore(db, path);
   }
 
   /** Runs `fn` in one read transaction, so everything it reads is the same committed state even while sync commits. */

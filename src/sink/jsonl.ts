@@ -1,6 +1,6 @@
 import { closeSync, existsSync, fstatSync, fsync, fsyncSync, ftruncateSync, openSync, statSync, write } from 'node:fs';
 import { promisify } from 'node:util';
-import { SinkError } from '../errors.js';
+import { fileFailure, SinkError } from '../errors.js';
 import type { OutputRecord } from '../events/event.js';
 import { PRIVATE_FILE, privateDirFor } from '../files.js';
 import type { PreparedBatch, Sink } from './sink.js';
@@ -39,7 +39,11 @@ class OutputFile {
   private fd: number | null = null;
   length = 0;
 
-  constructor(readonly path: string) {}
+  constructor(
+    readonly path: string,
+    /** What the file is, for messages: "output", "dead-letter file". */
+    private readonly kind: string,
+  ) {}
 
   /** `<device>:<inode>` of the file, or undefined when there is none. */
   identity(): string | undefined {
@@ -77,12 +81,20 @@ class OutputFile {
     this.length = committed;
   }
 
+  /**
+   * Writes and syncs `bytes` at the end. When the disk fills part-way, the part written stays beyond `length`:
+   * the checkpoint never counts it, and the next open cuts it off.
+   */
   async append(bytes: Buffer): Promise<void> {
     if (this.fd === null) throw new Error(`jsonl sink is not open (${this.path})`);
-    // Asynchronous, so the write and the fsync run on libuv's threads while the next chunk is read and encoded.
-    let off = 0;
-    while (off < bytes.length) off += (await writeAsync(this.fd, bytes, off, bytes.length - off)).bytesWritten;
-    await fsyncAsync(this.fd);
+    try {
+      // Asynchronous, so the write and the fsync run on libuv's threads while the next chunk is read and encoded.
+      let off = 0;
+      while (off < bytes.length) off += (await writeAsync(this.fd, bytes, off, bytes.length - off)).bytesWritten;
+      await fsyncAsync(this.fd);
+    } catch (err) {
+      throw new SinkError(fileFailure(`writing the ${this.kind} ${this.path}`, err), { cause: err });
+    }
     this.length += bytes.length;
   }
 
@@ -129,8 +141,8 @@ export class JsonlSink implements Sink {
     /** Whether a new checkpoint may cut an existing non-empty output it did not write (sink.overwrite). */
     private readonly overwrite = false,
   ) {
-    this.output = new OutputFile(path);
-    this.dead = new OutputFile(deadLetterPath(path));
+    this.output = new OutputFile(path, 'output');
+    this.dead = new OutputFile(deadLetterPath(path), 'dead-letter file');
   }
 
   async holds(state: string): Promise<boolean> {
