@@ -44,7 +44,11 @@ export function registerSyncCommands(program: Command, setExitCode: (code: numbe
     .requiredOption('-c, --config <file>', 'YAML config file')
     .addOption(new Option('--until-caught-up', 'exit 0 once the stream reaches the binlog position current when the snapshot finished'))
     .action(async (o: { config: string; untilCaughtUp?: boolean }) => {
-      setExitCode(await runCommand(() => sync(loadConfig(o.config), o.untilCaughtUp ?? false)));
+      const code = await runCommand(() => sync(loadConfig(o.config), o.untilCaughtUp ?? false));
+      setExitCode(code);
+      // The sink and the checkpoint are closed. A socket that a stop cut short (a connect into a partition, say)
+      // would keep the process alive until TCP gives up, minutes later; the log is written synchronously.
+      process.exit(code);
     });
 
   program

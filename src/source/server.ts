@@ -1,9 +1,10 @@
 import type { Socket } from 'node:net';
 import type { Connection, ConnectionOptions, Pool } from 'mysql2/promise';
 import mysql from 'mysql2/promise';
+import pRetry from 'p-retry';
 import type { SourceIdentity } from '../checkpoint/store.js';
 import type { SourceTls } from '../config/schema.js';
-import { ConnectionSilent, isConnectionLoss, SourceError } from '../errors.js';
+import { ConnectionSilent, errorOf, isConnectionLoss, SourceError } from '../errors.js';
 import { SNAPSHOT_CONNECTION_OPTIONS, SNAPSHOT_SESSION_SQL } from '../events/values.js';
 import { bytesBetween, type Position } from './position.js';
 import { describeTlsError, identityStream, rememberNoTls, serverOffersNoTls, sslOptions } from './tls.js';
@@ -48,12 +49,25 @@ export async function connect(s: SourceSettings): Promise<Connection> {
   return conn;
 }
 
+/** The waits between attempts to reach a source that went away: a few quick ones, then every 15 s. */
+export const SOURCE_BACKOFF = { minTimeout: 500, maxTimeout: 15_000, factor: 2 };
+
+/** What a control query that waits for a lost source tells, and when to give up waiting (a stop). */
+export interface OutageHandlers {
+  /** `first`: the first failure of an outage, each of which ends with one `back`. */
+  lost(error: string, attempt: number, first: boolean): void;
+  back(outageMs: number): void;
+  signal?: AbortSignal | undefined;
+}
+
 /**
  * Control queries of a long-running sync (positions, schemas, sort weights) go through a small
  * pool, so a connection lost to a server restart or a KILL is replaced on the next query instead of
- * failing every later one.
+ * failing every later one. With `outage`, a query whose connection is lost is tried again until the
+ * source answers: a partition or a restart while the stream needs sort weights must not end the run.
+ * Every control query only reads, so running one twice is harmless.
  */
-export function controlPool(s: SourceSettings & Silence): Pool {
+export function controlPool(s: SourceSettings & Silence, outage?: OutageHandlers): Pool {
   const pool = mysql.createPool({ ...connectionOptions(s), ...SNAPSHOT_CONNECTION_OPTIONS, connectionLimit: 2, enableKeepAlive: true });
   pool.pool.on('connection', (c) => {
     for (const sql of SNAPSHOT_SESSION_SQL) c.query(sql);
@@ -65,7 +79,73 @@ export function controlPool(s: SourceSettings & Silence): Pool {
     unwatch.get(c)?.();
     unwatch.delete(c);
   });
+  const open = new Set<{ destroy(): void }>();
+  pool.pool.on('connection', (c) => open.add(c));
+  poolConnections.set(pool, open);
+  if (outage) waitOutOutages(pool, outage);
   return pool;
+}
+
+const poolConnections = new WeakMap<Pool, Set<{ destroy(): void }>>();
+
+/** How long a polite end (COM_QUIT, then the server's close) may take before the connection is dropped instead. */
+const END_WAIT_MS = 2000;
+
+/**
+ * Ends politely, or drops when the server does not answer in time: behind a partition, a polite end waits on TCP
+ * for many minutes, and a stop asked for then would hang.
+ */
+async function endWithin(end: Promise<unknown>, drop: () => void): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<boolean>((resolve) => {
+    timer = setTimeout(() => resolve(true), END_WAIT_MS);
+  });
+  const settled = end.then(
+    () => false,
+    () => false,
+  );
+  const timedOut = await Promise.race([settled, late]);
+  clearTimeout(timer);
+  if (timedOut) drop();
+}
+
+export function closeConnection(conn: Connection): Promise<void> {
+  return endWithin(conn.end(), () => conn.destroy());
+}
+
+export function closePool(pool: Pool): Promise<void> {
+  return endWithin(pool.end(), () => {
+    for (const c of poolConnections.get(pool) ?? []) c.destroy();
+  });
+}
+
+function waitOutOutages(pool: Pool, outage: OutageHandlers): void {
+  let lostAt: number | undefined;
+  const tryAgain = (err: unknown) => isConnectionLoss(err) && !outage.signal?.aborted;
+  for (const method of ['query', 'execute'] as const) {
+    const call = pool[method].bind(pool) as (...args: unknown[]) => Promise<unknown>;
+    const waiting = async (...args: unknown[]) => {
+      const result = await pRetry(() => call(...args), {
+        forever: true,
+        ...SOURCE_BACKOFF,
+        shouldRetry: tryAgain,
+        // p-retry calls this also for an error it will not retry.
+        onFailedAttempt: (err) => {
+          if (!tryAgain(err)) return;
+          const first = lostAt === undefined;
+          lostAt ??= Date.now();
+          outage.lost(errorOf(err).message, err.attemptNumber, first);
+        },
+        ...(outage.signal ? { signal: outage.signal } : {}),
+      });
+      if (lostAt !== undefined) {
+        outage.back(Date.now() - lostAt);
+        lostAt = undefined;
+      }
+      return result;
+    };
+    Object.assign(pool, { [method]: waiting });
+  }
 }
 
 /** How long a server may stay silent while tidemark waits on it. */
@@ -120,7 +200,7 @@ export class SourceLink {
   }
 
   async end(): Promise<void> {
-    await this.conn?.end().catch(() => {});
+    if (this.conn) await closeConnection(this.conn);
     this.conn = null;
   }
 }

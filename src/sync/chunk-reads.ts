@@ -8,7 +8,7 @@ import { failedRow } from '../events/dead-letter.js';
 import type { DeadLetter, RowEvent } from '../events/event.js';
 import { XaPrepareMissing } from '../source/binlog.js';
 import { ChunkSplitter } from '../source/chunker.js';
-import { preparedXa, type SourceLink } from '../source/server.js';
+import { preparedXa, SOURCE_BACKOFF, type SourceLink } from '../source/server.js';
 import { type ChunkRows, readChunk } from '../source/snapshot.js';
 import type { RunParts } from './options.js';
 import type { CapturedTable } from './table-registry.js';
@@ -24,9 +24,6 @@ const SCHEMA_CHANGE_TRIES = 5;
  * again until the server is back, as the binlog stream is: a server restart takes as long as it takes.
  */
 const CHUNK_READ_ATTEMPTS = 5;
-
-/** Backoff between reads of one chunk; it starts over with the next chunk. */
-const CHUNK_READ_BACKOFF = { minTimeout: 500, maxTimeout: 15_000, factor: 2 };
 
 /** Hands out pending chunks one at a time; new bounds are computed and stored only when needed. */
 export function chunkQueue(parts: RunParts, todo: CapturedTable[]): ChunkQueue {
@@ -97,7 +94,8 @@ export async function readChunkEvents(
   let lostAt: number | undefined;
   const result = await pRetry(read, {
     forever: true,
-    ...CHUNK_READ_BACKOFF,
+    // Starts over with each chunk.
+    ...SOURCE_BACKOFF,
     shouldRetry: readAgain,
     // p-retry calls this also for an error it will not retry.
     onFailedAttempt: (err) => {

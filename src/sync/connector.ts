@@ -9,7 +9,7 @@ import type { Log } from '../ops/logger.js';
 import { createSink } from '../sink/create.js';
 import { comparePositions } from '../source/position.js';
 import { loadCharsets } from '../source/schema.js';
-import { connect, controlPool, currentPosition, inspectServer, type ServerInfo } from '../source/server.js';
+import { closeConnection, closePool, connect, controlPool, currentPosition, inspectServer, type ServerInfo } from '../source/server.js';
 import { Committer } from './committer.js';
 import { runInitialSnapshot } from './initial-snapshot.js';
 import type { RunParts, SyncOptions } from './options.js';
@@ -31,7 +31,17 @@ export async function runSync(config: Config, opts: SyncOptions = {}): Promise<v
 
 async function syncLocked(config: Config, opts: SyncOptions, log: Log): Promise<void> {
   const conn = await connect(config.source);
-  const pool = controlPool(config.source);
+  const pool = controlPool(config.source, {
+    lost: (error, attempt, first) => {
+      if (first) opts.observer?.disconnected?.();
+      log('source connection lost on a control query; trying it again', { error, attempt });
+    },
+    back: (outageMs) => {
+      opts.observer?.reconnected?.();
+      log('source reconnected', { outageMs });
+    },
+    signal: opts.signal,
+  });
   let store: CheckpointStore | undefined;
   // The database sinks ask for the captured tables' columns, which the registry below owns.
   let registry: TableRegistry | undefined;
@@ -93,11 +103,15 @@ async function syncLocked(config: Config, opts: SyncOptions, log: Log): Promise<
     // With nothing snapshotted in this run, "caught up" means: up to where the server was at start.
     const until = opts.untilCaughtUp ? (snapshotDoneAt ?? (await currentPosition(pool, info.identity.flavour))) : undefined;
     await runStream(parts, { from, restart: store.streamRestart(), until, sameServer });
+  } catch (err) {
+    // A stop asked for while a control query waited for a lost source ends that wait: a stop, not a failure.
+    if (opts.signal?.aborted && (err as Error | null)?.name === 'AbortError') return;
+    throw err;
   } finally {
     await sink.close();
     store?.close();
-    await conn.end().catch(() => {});
-    await pool.end().catch(() => {});
+    await closeConnection(conn);
+    await closePool(pool);
   }
 }
 

@@ -43,8 +43,10 @@ export class TidemarkProcess {
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   private waiters: { test: (l: Record<string, unknown>) => boolean; resolve: () => void }[] = [];
 
-  constructor(args: string[], env: NodeJS.ProcessEnv = {}) {
-    this.child = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  /** `wrap` turns the command line into another that runs it, e.g. inside a network namespace. */
+  constructor(args: string[], env: NodeJS.ProcessEnv = {}, wrap: (argv: string[]) => string[] = (argv) => argv) {
+    const [cmd, ...argv] = wrap([process.execPath, BIN, ...args]);
+    this.child = spawn(cmd!, argv, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     running.add(this.child);
     this.child.once('exit', () => running.delete(this.child));
     let partial = '';
@@ -101,8 +103,8 @@ export class TidemarkProcess {
   }
 }
 
-export function tidemark(args: string[], env?: NodeJS.ProcessEnv): TidemarkProcess {
-  return new TidemarkProcess(args, env);
+export function tidemark(args: string[], env?: NodeJS.ProcessEnv, wrap?: (argv: string[]) => string[]): TidemarkProcess {
+  return new TidemarkProcess(args, env, wrap);
 }
 
 /** Runs tidemark to completion and returns its exit code and output. */

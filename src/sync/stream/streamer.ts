@@ -166,11 +166,12 @@ class Streamer {
   }
 
   private async committed({ end, sourceTsMs, chunksDone, byOp }: CommitSummary): Promise<void> {
-    const { observer, conn, info } = this.parts;
+    const { observer, conn, info, signal } = this.parts;
     if (!observer) return;
     for (const [op, n] of byOp) observer.streamed?.(op, n);
     let bytes: number | undefined;
-    if (Date.now() - this.lastLagProbeMs >= LAG_PROBE_MS) {
+    // Control queries wait for a source that is away; the last commit of a stop must not wait on a metric.
+    if (Date.now() - this.lastLagProbeMs >= LAG_PROBE_MS && !signal?.aborted) {
       this.lastLagProbeMs = Date.now();
       bytes = await lagBytes(conn, info.identity.flavour, end).catch(() => undefined);
     }
