@@ -7,6 +7,9 @@
 #   scripts/test-servers.sh down [...]                     stop
 #   scripts/test-servers.sh up mysql-replica|mariadb-replica   a failover pair: a source and its replica (not in a bare `up`)
 #   scripts/test-servers.sh up kafka4                      Apache Kafka 4.x on its own port (not in a bare `up`)
+#   scripts/test-servers.sh up|down|kill mysql-fault|mariadb-fault   a server of the fault tests' own, to stop (TERM)
+#                                                          or kill -9 under a running sync (not in a bare `up`)
+#   scripts/test-servers.sh kill kafka|kafka4              kill -9 a broker (the fault tests' private ones, by TIDEMARK_CACHE_DIR)
 #   scripts/test-servers.sh reset-replica mysql|mariadb    empty that pair, its replica replicating afresh from its source
 #   scripts/test-servers.sh status                         versions and URLs of the running servers
 #   scripts/test-servers.sh env                            the URLs as KEY=value lines (for the test setup)
@@ -341,6 +344,31 @@ mariadb_replica_reset() {
   wait_replicating "$MARIADB_REPLICA_PORT" "SHOW SLAVE STATUS" Slave_IO_Running Slave_SQL_Running
 }
 
+# ---------------------------------------------------------------- fault servers (the server restart tests)
+# One server of each flavour that the fault tests stop with SIGTERM (`down`) or kill -9 (`kill`) under a running sync
+# and start again (`up`, on the same datadir): the shared servers serve every other test, and the failover pairs
+# must stay a source and its replica. Settings as the failover sources'; only the fault tests start them.
+MYSQL_FAULT_PORT="${TIDEMARK_MYSQL_FAULT_PORT:-23096}"
+MARIADB_FAULT_PORT="${TIDEMARK_MARIADB_FAULT_PORT:-23105}"
+
+mysql_fault_up() { mysql_instance_up mysql-fault "$MYSQL_FAULT_PORT" 96; }
+mysql_fault_down() { stop_server mysql-fault; }
+mysql_fault_kill() { kill_server mysql-fault; }
+mariadb_fault_up() { mariadb_instance_up mariadb-fault "$MARIADB_FAULT_PORT" 1014; }
+mariadb_fault_down() { stop_server mariadb-fault; }
+mariadb_fault_kill() { kill_server mariadb-fault; }
+
+# As a crash would: SIGKILL, then wait until the process is gone (its datadir is then free for the next `up`).
+kill_server() {
+  local name=$1 pidfile="$RUN_DIR/$1.pid"
+  if pid_alive "$pidfile"; then
+    log "killing $name (kill -9)"
+    kill -9 "$(cat "$pidfile")"
+    wait_for "$name-kill" 30 bash -c "! kill -0 $(cat "$pidfile") 2>/dev/null" || die "$name did not die after kill -9"
+  fi
+  rm -f "$pidfile"
+}
+
 # ---------------------------------------------------------------- Kafka 3.9.1
 # Kafka's jars from Maven through a pom that lists them, once: version pom-dir libs-dir log-file.
 kafka_fetch() {
@@ -404,6 +432,7 @@ EOF
 }
 
 kafka_down() { stop_server kafka; }
+kafka_kill() { kill_server kafka; }
 
 # ---------------------------------------------------------------- Kafka 4.x
 # The same single-node KRaft broker on the 4.x line, which is set up differently: a dynamic controller quorum
@@ -463,6 +492,7 @@ EOF
 }
 
 kafka4_down() { stop_server kafka4; }
+kafka4_kill() { kill_server kafka4; }
 
 # ---------------------------------------------------------------- PostgreSQL
 # The newest installed server's binaries (Debian keeps them per major version).
@@ -519,6 +549,8 @@ env_lines() {
   echo "TIDEMARK_TEST_MYSQL_REPLICA_URL=mysql://root@127.0.0.1:$MYSQL_REPLICA_PORT"
   echo "TIDEMARK_TEST_MARIADB_SOURCE_URL=mysql://root@127.0.0.1:$MARIADB_SOURCE_PORT"
   echo "TIDEMARK_TEST_MARIADB_REPLICA_URL=mysql://root@127.0.0.1:$MARIADB_REPLICA_PORT"
+  echo "TIDEMARK_TEST_MYSQL_FAULT_URL=mysql://root@127.0.0.1:$MYSQL_FAULT_PORT"
+  echo "TIDEMARK_TEST_MARIADB_FAULT_URL=mysql://root@127.0.0.1:$MARIADB_FAULT_PORT"
   # The CAs that signed each server's certificate, for tests that verify it.
   echo "TIDEMARK_TEST_MYSQL_CA=$MYSQL_ROOT/var/lib/tidemark-mysql/ca.pem"
   echo "TIDEMARK_TEST_MARIADB_CA=$RUN_DIR/mariadb/tls/ca.pem"
@@ -534,7 +566,8 @@ status() {
   v=$(sql_tcp "$MARIADB_PORT" "SELECT VERSION()" || echo "not running")
   echo "mariadb  $v  mysql://root@127.0.0.1:$MARIADB_PORT"
   local name port
-  for name in mysql-source:$MYSQL_SOURCE_PORT mysql-replica:$MYSQL_REPLICA_PORT mariadb-source:$MARIADB_SOURCE_PORT mariadb-replica:$MARIADB_REPLICA_PORT; do
+  for name in mysql-source:$MYSQL_SOURCE_PORT mysql-replica:$MYSQL_REPLICA_PORT mariadb-source:$MARIADB_SOURCE_PORT mariadb-replica:$MARIADB_REPLICA_PORT \
+    mysql-fault:$MYSQL_FAULT_PORT mariadb-fault:$MARIADB_FAULT_PORT; do
     port=${name#*:}
     v=$(sql_tcp "$port" "SELECT VERSION()" || echo "not running")
     echo "${name%:*}  $v  mysql://root@127.0.0.1:$port"
@@ -555,10 +588,11 @@ main() {
   case "$cmd" in
     up) for s in "${which[@]}"; do "${s//-/_}_up"; done; status >&2 ;;
     down) for s in "${which[@]}"; do "${s//-/_}_down"; done ;;
+    kill) for s in "$@"; do "${s//-/_}_kill"; done ;;
     reset-replica) for s in "$@"; do "${s}_replica_reset"; done ;;
     status) status ;;
     env) env_lines ;;
-    *) die "unknown command '$cmd' (use up, down, reset-replica, status or env)" ;;
+    *) die "unknown command '$cmd' (use up, down, kill, reset-replica, status or env)" ;;
   esac
 }
 

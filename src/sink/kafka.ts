@@ -19,6 +19,7 @@ import type { SinkConfig } from '../config/schema.js';
 import { type ErrorMode, SinkError } from '../errors.js';
 import { deadLetterJson } from '../events/dead-letter.js';
 import type { OutputRecord } from '../events/event.js';
+import { pausePoint } from '../faults.js';
 import { createLogger } from '../ops/logger.js';
 import { withTimeout } from '../timeout.js';
 import { checkKafkaCompression, KAFKA_COMPRESSION } from './kafka-codecs.js';
@@ -324,7 +325,10 @@ export class KafkaSink implements Sink {
   private async transaction(slices: TopicMessages[][]): Promise<void> {
     const tx = await this.producer.transaction();
     try {
-      for (const topicMessages of slices) await tx.sendBatch({ topicMessages, acks: -1, compression: this.compression });
+      for (const [i, topicMessages] of slices.entries()) {
+        await tx.sendBatch({ topicMessages, acks: -1, compression: this.compression });
+        if (i === 0) await pausePoint('kafka-transaction');
+      }
       await tx.commit();
     } catch (err) {
       // After a failed EndTxn kafkajs allows no abort and the outcome is unknown: the next producer's fencing settles it.

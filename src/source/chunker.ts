@@ -1,6 +1,7 @@
 import type { Connection } from 'mysql2/promise';
 import type { KeyTuple } from '../checkpoint/store.js';
 import { encodeValue } from '../events/values.js';
+import { pausePoint } from '../faults.js';
 import type { ColumnInfo, TableSchema } from './schema.js';
 import { quoteId } from './server.js';
 
@@ -127,6 +128,7 @@ export class ChunkSplitter {
       const asNumber = hi <= BigInt(Number.MAX_SAFE_INTEGER) && hi >= BigInt(Number.MIN_SAFE_INTEGER);
       return [asNumber ? Number(hi) : hi.toString()];
     }
+    await pausePoint('chunk-split');
     const cols = this.keyColumns.map((c) => quoteId(c.name)).join(', ');
     const where = lo === null ? { text: '1=1', params: [] } : tupleCompare(this.keyColumns, lo, '>=');
     const [rows] = await this.conn.query(

@@ -161,7 +161,10 @@ const KAFKA_LIBS = join(process.env.TIDEMARK_CACHE_DIR ?? join(homedir(), '.cach
 export interface PrivateBroker {
   brokers: string;
   up(): Promise<void>;
+  /** SIGTERM, an orderly shutdown. */
   down(): Promise<void>;
+  /** kill -9, as a crash: resolves once the process is gone. */
+  kill(): Promise<void>;
   /** Stops it and deletes its data. */
   remove(): Promise<void>;
 }
@@ -200,7 +203,7 @@ export async function privateBroker(): Promise<PrivateBroker | null> {
     ? { TIDEMARK_KAFKA4_PORT: String(port), TIDEMARK_KAFKA4_CONTROLLER_PORT: String(controllerPort) }
     : { TIDEMARK_KAFKA_PORT: String(port), TIDEMARK_KAFKA_CONTROLLER_PORT: String(controllerPort) };
   const env = { ...process.env, TIDEMARK_CACHE_DIR: cache, ...ports };
-  const script = async (cmd: 'up' | 'down'): Promise<void> => {
+  const script = async (cmd: 'up' | 'down' | 'kill'): Promise<void> => {
     await promisify(execFile)('bash', [SCRIPT, cmd, server], { env }).catch((err: { stderr?: string; message: string }) => {
       throw new Error(`test-servers.sh ${cmd} ${server} (private broker in ${cache}) failed:\n${err.stderr ?? err.message}`);
     });
@@ -209,6 +212,7 @@ export async function privateBroker(): Promise<PrivateBroker | null> {
     brokers: `127.0.0.1:${port}`,
     up: () => script('up'),
     down: () => script('down'),
+    kill: () => script('kill'),
     async remove() {
       await script('down');
       rmSync(cache, { recursive: true, force: true });

@@ -71,8 +71,8 @@ export function keyColumnsFor(kind: KeyKind): string[] {
 
 const ident = (name: string): string => `\`${name.replace(/`/g, '``')}\``;
 
-/** mulberry32: tiny, fast and good enough to make workloads reproducible. */
-function rngFrom(seed: number): Rng {
+/** mulberry32: tiny, fast and good enough to make workloads (and the soak's kill times) reproducible. */
+export function rngFrom(seed: number): Rng {
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;
