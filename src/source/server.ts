@@ -69,8 +69,13 @@ export interface OutageHandlers {
  */
 export function controlPool(s: SourceSettings & Silence, outage?: OutageHandlers): Pool {
   const pool = mysql.createPool({ ...connectionOptions(s), ...SNAPSHOT_CONNECTION_OPTIONS, connectionLimit: 2, enableKeepAlive: true });
+  // The pool's connections, for closePool to drop when they do not end in time; a closed one leaves the set.
+  const open = new Set<{ destroy(): void }>();
+  poolConnections.set(pool, open);
   pool.pool.on('connection', (c) => {
     for (const sql of SNAPSHOT_SESSION_SQL) c.query(sql);
+    open.add(c);
+    (c as unknown as { stream?: Socket }).stream?.once('close', () => open.delete(c));
   });
   // A pooled connection is watched while a query holds it, not while it idles in the pool.
   const unwatch = new WeakMap<object, () => void>();
@@ -79,9 +84,6 @@ export function controlPool(s: SourceSettings & Silence, outage?: OutageHandlers
     unwatch.get(c)?.();
     unwatch.delete(c);
   });
-  const open = new Set<{ destroy(): void }>();
-  pool.pool.on('connection', (c) => open.add(c));
-  poolConnections.set(pool, open);
   if (outage) waitOutOutages(pool, outage);
   return pool;
 }
