@@ -11,6 +11,7 @@
 #                                                          or kill -9 under a running sync (not in a bare `up`)
 #   scripts/test-servers.sh kill kafka|kafka4              kill -9 a broker (the fault tests' private ones, by TIDEMARK_CACHE_DIR)
 #   scripts/test-servers.sh reset-replica mysql|mariadb    empty that pair, its replica replicating afresh from its source
+#   scripts/test-servers.sh errlog mysql|mariadb[-...]    the end of a server's error log
 #   scripts/test-servers.sh status                         versions and URLs of the running servers
 #   scripts/test-servers.sh env                            the URLs as KEY=value lines (for the test setup)
 #
@@ -68,7 +69,18 @@ wait_for() { # name seconds command...
   done
 }
 
-pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+# Whether the process a pid file names runs. A pid file outlives its process when the machine or container stops, and
+# on the next boot its number may be another process's (a shared server of the next run): ours started before the
+# file was written, so a process younger than the file is not ours and is left alone.
+pid_alive() {
+  local file=$1 pid=${2:-}
+  [ -f "$file" ] || return 1
+  [ -n "$pid" ] || pid=$(head -n 1 "$file")
+  kill -0 "$pid" 2>/dev/null || return 1
+  local started
+  started=$(date -d "$(ps -o lstart= -p "$pid")" +%s 2>/dev/null) || return 1
+  [ "$started" -le $(($(stat -c %Y "$file") + 2)) ]
+}
 
 ensure_client() { command -v mariadb >/dev/null || apt_install mariadb-client; }
 
@@ -535,9 +547,12 @@ postgres_down() {
   bin=$(postgres_bin)
   [ -f "$dir/data/postmaster.pid" ] || return 0
   pid=$(head -n 1 "$dir/data/postmaster.pid")
-  if kill -0 "$pid" 2>/dev/null; then
+  if pid_alive "$dir/data/postmaster.pid" "$pid"; then
     log "stopping postgres"
     as_postgres "$bin/pg_ctl" -D "$dir/data" -m fast -w -t 60 stop >/dev/null 2>&1 || kill -9 "$pid"
+  else
+    # Left by a machine that stopped; PostgreSQL would take a live process with that pid for itself and not start.
+    rm -f "$dir/data/postmaster.pid"
   fi
 }
 
@@ -580,6 +595,19 @@ status() {
   echo "postgres $v  postgres://postgres@127.0.0.1:$POSTGRES_PORT/postgres"
 }
 
+# The end of a MySQL or MariaDB server's error log, for a test that found it gone.
+server_errlog() {
+  local name=$1 file
+  case "$name" in
+    mysql) file="$MYSQL_ROOT/var/log/tidemark-mysql.err" ;;
+    mysql-*) file="$MYSQL_ROOT/var/log/tidemark-$name.err" ;;
+    mariadb*) file="$RUN_DIR/$name/mariadb.err" ;;
+    *) die "no error log for '$name'" ;;
+  esac
+  echo "== $file"
+  tail -n 40 "$file" 2>&1 || true
+}
+
 main() {
   local cmd=${1:-status}; shift || true
   local which=("$@")
@@ -590,9 +618,10 @@ main() {
     down) for s in "${which[@]}"; do "${s//-/_}_down"; done ;;
     kill) for s in "$@"; do "${s//-/_}_kill"; done ;;
     reset-replica) for s in "$@"; do "${s}_replica_reset"; done ;;
+    errlog) for s in "$@"; do server_errlog "$s"; done ;;
     status) status ;;
     env) env_lines ;;
-    *) die "unknown command '$cmd' (use up, down, kill, reset-replica, status or env)" ;;
+    *) die "unknown command '$cmd' (use up, down, kill, reset-replica, errlog, status or env)" ;;
   esac
 }
 

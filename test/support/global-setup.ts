@@ -4,6 +4,8 @@ import { provisionServers } from '../../src/devservers/provision.js';
 
 declare module 'vitest' {
   export interface ProvidedContext {
+    /** Where the servers came from: `local` ones are the project script's, which a test may start again. */
+    serversOrigin: string;
     mysqlUrl: string;
     mariadbUrl: string;
     kafkaBrokers: string;
@@ -19,6 +21,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
   // End-to-end tests run the real CLI (bin/tidemark → dist/), so dist must match the sources under test.
   execFileSync('npx', ['tsc', '-p', 'tsconfig.build.json'], { stdio: 'inherit' });
   const servers = await provisionServers(['mysql', 'mariadb', 'kafka', 'postgres'], (line) => console.log(`[servers] ${line}`));
+  project.provide('serversOrigin', servers.origin);
   project.provide('mysqlUrl', servers.mysqlUrl!);
   project.provide('mariadbUrl', servers.mariadbUrl!);
   project.provide('kafkaBrokers', servers.kafkaBrokers!);
