@@ -5,7 +5,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
  * Fault injection for the integration tests, which must kill tidemark at moments no signal sent from outside
  * can hit reliably. TIDEMARK_TEST_CRASH_AT=<point> kills the process there, as `kill -9` would.
  */
-export function crashPoint(point: 'stream-start' | 'planned' | 'sink-commit' | 'sink-committed'): void {
+export function crashPoint(point: 'stream-start' | 'planned' | 'sink-commit' | 'sink-committed' | 'transaction-part'): void {
   if (process.env.TIDEMARK_TEST_CRASH_AT === point) process.kill(process.pid, 'SIGKILL');
 }
 

@@ -3,7 +3,7 @@ import { promisify } from 'node:util';
 import { fileFailure, SinkError } from '../errors.js';
 import type { OutputRecord } from '../events/event.js';
 import { PRIVATE_FILE, privateDirFor } from '../files.js';
-import type { PreparedBatch, Sink } from './sink.js';
+import type { DeadLetterCount, PreparedBatch, Sink } from './sink.js';
 
 const writeAsync = promisify(write);
 const fsyncAsync = promisify(fsync);
@@ -82,16 +82,17 @@ class OutputFile {
   }
 
   /**
-   * Writes and syncs `bytes` at the end. When the disk fills part-way, the part written stays beyond `length`:
-   * the checkpoint never counts it, and the next open cuts it off.
+   * Writes `bytes` at the end, and syncs them with everything before unless `sync` is false (a part of a commit to
+   * come, which syncs it). When the disk fills part-way, the part written stays beyond `length`: the checkpoint
+   * never counts it, and the next open cuts it off.
    */
-  async append(bytes: Buffer): Promise<void> {
+  async append(bytes: Buffer, sync = true): Promise<void> {
     if (this.fd === null) throw new Error(`jsonl sink is not open (${this.path})`);
     try {
       // Asynchronous, so the write and the fsync run on libuv's threads while the next chunk is read and encoded.
       let off = 0;
       while (off < bytes.length) off += (await writeAsync(this.fd, bytes, off, bytes.length - off)).bytesWritten;
-      await fsyncAsync(this.fd);
+      if (sync) await fsyncAsync(this.fd);
     } catch (err) {
       throw new SinkError(fileFailure(`writing the ${this.kind} ${this.path}`, err), { cause: err });
     }
@@ -185,13 +186,22 @@ export class JsonlSink implements Sink {
     return { bytes, dead: deadBytes, state: formatState(this.output.length + bytes.length, this.dead.length + (deadBytes?.length ?? 0), this.file) };
   }
 
-  async commit(batch: PreparedBatch): Promise<void> {
-    const { bytes, dead } = batch as JsonlBatch;
+  /** Lines of a commit to come, written past the committed length: a crash before that commit leaves them to be cut. */
+  async writePart(records: OutputRecord[]): Promise<DeadLetterCount[]> {
+    await this.write(this.prepare(records), false);
+    return [];
+  }
+
+  commit(batch: PreparedBatch): Promise<void> {
+    return this.write(batch as JsonlBatch, true);
+  }
+
+  private async write({ bytes, dead }: JsonlBatch, sync: boolean): Promise<void> {
     if (dead) {
       if (!this.deadOpened) this.openDead(this.dead.length);
-      await this.dead.append(dead);
+      await this.dead.append(dead, sync);
     }
-    await this.output.append(bytes);
+    await this.output.append(bytes, sync);
   }
 
   async close(): Promise<void> {

@@ -12,6 +12,7 @@ import {
   type RetryOptions,
   type SASLOptions,
   type TopicMessages,
+  type Transaction,
 } from 'kafkajs';
 import pRetry from 'p-retry';
 import type { Logger } from 'pino';
@@ -151,6 +152,8 @@ export class KafkaSink implements Sink {
   private started: Promise<void> | null = null;
   /** The highest commit number the read_committed view of the offsets topic holds for this connector. */
   private committed: number | null = null;
+  /** The Kafka transaction parts of the next commit were sent into (writePart), until that commit ends it. */
+  private partTransaction: Transaction | null = null;
   /** Set by a commit that failed for good: nothing more is sent, a restart settles it (holds). */
   private failure: Error | null = null;
 
@@ -200,51 +203,54 @@ export class KafkaSink implements Sink {
   prepare(records: OutputRecord[], seq: number): KafkaBatch {
     const exactlyOnce = this.config.exactlyOnce;
     const current = this.committed ?? 0;
-    // A commit with no records (a stream position with no captured change) needs no transaction: it holds trivially.
-    const commit = exactlyOnce && records.length > 0 ? current + 1 : current;
+    // A commit with no records (a stream position with no captured change) needs no transaction: it holds trivially,
+    // unless parts of it were written ahead into one, which only its commit closes.
+    const commit = exactlyOnce && (records.length > 0 || this.partTransaction !== null) ? current + 1 : current;
     const state = exactlyOnce ? String(commit) : '';
-    const slices: TopicMessages[][] = [];
-    const topics = new Set<string>();
-    let slice = new Map<string, Message[]>();
-    let bytes = 0;
-    const push = (topic: string, message: Message, size: number): void => {
-      if (bytes > 0 && bytes + size > SLICE_BYTES) {
-        slices.push(toTopicMessages(slice));
-        slice = new Map();
-        bytes = 0;
-      }
-      const list = slice.get(topic);
-      if (list) list.push(message);
-      else slice.set(topic, [message]);
-      bytes += size;
-    };
-    const deadLetters: DeadLetterCount[] = [];
-    for (const r of records) {
-      // Bytes, not string length: the broker's limit is in bytes, and non-Latin text is up to 3 bytes a UTF-16 unit.
-      const size = Buffer.byteLength(r.key) + (r.value === null ? 0 : Buffer.byteLength(r.value));
-      if (size > this.config.maxRecordBytes) {
-        const dead = this.tooLarge(r, size);
-        deadLetters.push({ table: dead.table, reason: 'too-large' });
-        topics.add(this.deadLetterTopic);
-        push(this.deadLetterTopic, { key: r.key, value: dead.value }, Buffer.byteLength(r.key) + Buffer.byteLength(dead.value));
-        continue;
-      }
-      const topic = this.topicOf(r.topic);
-      topics.add(topic);
-      push(topic, { key: r.key, value: r.value }, size);
-    }
+    const slices = this.slices(records);
     if (commit !== current) {
-      topics.add(this.offsetsTopic);
       const value = JSON.stringify({ seq, state });
-      push(this.offsetsTopic, { key: this.name, value }, Buffer.byteLength(value));
+      slices.push(this.offsetsTopic, { key: this.name, value }, Buffer.byteLength(value));
     }
-    if (slice.size > 0) slices.push(toTopicMessages(slice));
-    return { state, slices, topics: [...topics], commit, ...(deadLetters.length > 0 ? { deadLetters } : {}) };
+    const { deadLetters } = slices;
+    return { state, slices: slices.done(), topics: [...slices.topics], commit, ...(deadLetters.length > 0 ? { deadLetters } : {}) };
+  }
+
+  /**
+   * Records of a commit to come, sent ahead of it into the Kafka transaction that commit will end (exactly-once), so
+   * read_committed consumers see them only with it; a crash before it leaves the transaction to be aborted by the
+   * next start's fencing. Such a commit is not retried on a new producer, which would have lost what went before: it
+   * stops the run, and the restart reads the source transaction again.
+   */
+  async writePart(records: OutputRecord[]): Promise<DeadLetterCount[]> {
+    if (this.failure) throw this.failure;
+    const slices = this.slices(records);
+    try {
+      await this.ensureTopics([...slices.topics]);
+      if (this.config.exactlyOnce) this.partTransaction ??= await this.producer.transaction();
+      await this.send(slices.done(), this.partTransaction);
+    } catch (err) {
+      throw await this.failPart(err);
+    }
+    return slices.deadLetters;
   }
 
   async commit(batch: PreparedBatch): Promise<void> {
     const { slices, topics, commit } = batch as KafkaBatch;
     if (this.failure) throw this.failure;
+    if (this.partTransaction) {
+      const tx = this.partTransaction;
+      try {
+        await this.ensureTopics(topics);
+        await this.send(slices, tx);
+        await tx.commit();
+      } catch (err) {
+        throw await this.failPart(err);
+      }
+      this.partTransaction = null;
+      this.committed = commit;
+      return;
+    }
     if (slices.length === 0) return;
     const started = Date.now();
     // The retry module reports a timeout of its own once the window is over; the failure to explain is the last real one.
@@ -258,7 +264,7 @@ export class KafkaSink implements Sink {
           }
           await this.ensureTopics(topics);
           if (this.config.exactlyOnce) await this.transaction(slices);
-          else for (const topicMessages of slices) await this.producer.sendBatch({ topicMessages, acks: this.config.acks, compression: this.compression });
+          else await this.send(slices, null);
         },
         {
           ...COMMIT_BACKOFF,
@@ -325,16 +331,51 @@ export class KafkaSink implements Sink {
   private async transaction(slices: TopicMessages[][]): Promise<void> {
     const tx = await this.producer.transaction();
     try {
-      for (const [i, topicMessages] of slices.entries()) {
-        await tx.sendBatch({ topicMessages, acks: -1, compression: this.compression });
-        if (i === 0) await pausePoint('kafka-transaction');
-      }
+      await this.send(slices, tx);
       await tx.commit();
     } catch (err) {
-      // After a failed EndTxn kafkajs allows no abort and the outcome is unknown: the next producer's fencing settles it.
-      if (tx.isActive() && !isFenced(err)) await withTimeout(tx.abort(), ABORT_TIMEOUT_MS, 'kafka transaction abort').catch(() => {});
+      await abortQuietly(tx, err);
       throw err;
     }
+  }
+
+  /** Each slice as one produce request, in order: into `tx`, or (at-least-once) by the plain producer. */
+  private async send(slices: TopicMessages[][], tx: Transaction | null): Promise<void> {
+    for (const [i, topicMessages] of slices.entries()) {
+      if (tx) await tx.sendBatch({ topicMessages, acks: -1, compression: this.compression });
+      else await this.producer.sendBatch({ topicMessages, acks: this.config.acks, compression: this.compression });
+      if (i === 0) await pausePoint('kafka-transaction');
+    }
+  }
+
+  /** A commit written in parts failed: its transaction is given up and the sink fails for good (see writePart). */
+  private async failPart(err: unknown): Promise<SinkError> {
+    const tx = this.partTransaction;
+    this.partTransaction = null;
+    if (tx) await abortQuietly(tx, err);
+    const e = new SinkError(
+      `${this.explain(err).message} (while a large source transaction was being written in parts; tidemark stops and its restart writes that transaction again)`,
+      { cause: err },
+    );
+    this.failure = e;
+    return e;
+  }
+
+  /** The records' produce requests, the offsets record of a commit added after them by `push`. */
+  private slices(records: OutputRecord[]): SliceBuilder {
+    const b = new SliceBuilder();
+    for (const r of records) {
+      // Bytes, not string length: the broker's limit is in bytes, and non-Latin text is up to 3 bytes a UTF-16 unit.
+      const size = Buffer.byteLength(r.key) + (r.value === null ? 0 : Buffer.byteLength(r.value));
+      if (size > this.config.maxRecordBytes) {
+        const dead = this.tooLarge(r, size);
+        b.deadLetters.push({ table: dead.table, reason: 'too-large' });
+        b.push(this.deadLetterTopic, { key: r.key, value: dead.value }, Buffer.byteLength(r.key) + Buffer.byteLength(dead.value));
+        continue;
+      }
+      b.push(this.topicOf(r.topic), { key: r.key, value: r.value }, size);
+    }
+    return b;
   }
 
   /** Connects, creates the offsets topic, and (exactly-once) fences earlier instances: once, before anything else. */
@@ -532,4 +573,38 @@ export class KafkaSink implements Sink {
 
 function toTopicMessages(slice: Map<string, Message[]>): TopicMessages[] {
   return [...slice].map(([topic, messages]) => ({ topic, messages }));
+}
+
+/** Messages cut into produce requests of at most SLICE_BYTES, in order, with the topics they name. */
+class SliceBuilder {
+  readonly topics = new Set<string>();
+  readonly deadLetters: DeadLetterCount[] = [];
+  private readonly slices: TopicMessages[][] = [];
+  private slice = new Map<string, Message[]>();
+  private bytes = 0;
+
+  push(topic: string, message: Message, size: number): void {
+    if (this.bytes > 0 && this.bytes + size > SLICE_BYTES) {
+      this.slices.push(toTopicMessages(this.slice));
+      this.slice = new Map();
+      this.bytes = 0;
+    }
+    this.topics.add(topic);
+    const list = this.slice.get(topic);
+    if (list) list.push(message);
+    else this.slice.set(topic, [message]);
+    this.bytes += size;
+  }
+
+  done(): TopicMessages[][] {
+    if (this.slice.size > 0) this.slices.push(toTopicMessages(this.slice));
+    this.slice = new Map();
+    this.bytes = 0;
+    return this.slices;
+  }
+}
+
+/** After a failed EndTxn kafkajs allows no abort and the outcome is unknown: the next producer's fencing settles it. */
+async function abortQuietly(tx: Transaction, err: unknown): Promise<void> {
+  if (tx.isActive() && !isFenced(err)) await withTimeout(tx.abort(), ABORT_TIMEOUT_MS, 'kafka transaction abort').catch(() => {});
 }

@@ -37,6 +37,13 @@ export interface Sink {
    * be counted with the commit as dead letters.
    */
   prepareEvents?(events: ChangeEvent[], seq: number): Promise<PreparedBatch>;
+  /**
+   * Writes records of the next commit ahead of it, for a source transaction too large to hold (Batcher.addPart). A
+   * reader that honours commits must not see them before that commit, and `open` after a crash before it must undo
+   * them. Returns the dead letters the sink made of them, counted with that commit. Sinks without it, and sinks that
+   * take events (prepareEvents), get the whole transaction at the commit.
+   */
+  writePart?(records: OutputRecord[]): Promise<DeadLetterCount[]>;
   commit(batch: PreparedBatch): Promise<void>;
   close(): Promise<void>;
 }

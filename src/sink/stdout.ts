@@ -1,6 +1,6 @@
 import type { OutputRecord } from '../events/event.js';
 import { encodeLines } from './jsonl.js';
-import type { PreparedBatch, Sink } from './sink.js';
+import type { DeadLetterCount, PreparedBatch, Sink } from './sink.js';
 
 interface StdoutBatch extends PreparedBatch {
   bytes: Buffer;
@@ -21,6 +21,12 @@ export class StdoutSink implements Sink {
 
   prepare(records: OutputRecord[], seq: number): StdoutBatch {
     return { bytes: encodeLines(records), state: String(seq) };
+  }
+
+  /** Lines of a commit to come: a pipe has no commits, so they go out as they come, like any batch. */
+  async writePart(records: OutputRecord[]): Promise<DeadLetterCount[]> {
+    await this.commit(this.prepare(records, 0));
+    return [];
   }
 
   async commit(batch: PreparedBatch): Promise<void> {

@@ -3,6 +3,7 @@ import ZongJi from '@vlasky/zongji';
 import { ConnectionSilent, errorOf, isConnectionLoss, SourceError } from '../errors.js';
 import { BINLOG_CONNECTION_OPTIONS } from '../events/values.js';
 import { keepRawBytes } from './binlog-columns.js';
+import { ChangeSpool, SPOOL_PART_CHANGES } from './change-spool.js';
 import { isDdl, parseDdl } from './ddl.js';
 import { comparePositions, type Position } from './position.js';
 import { connectionOptions, type SourceSettings } from './server.js';
@@ -34,7 +35,10 @@ export interface MappedColumn {
 
 /** One committed source transaction, delivered whole. */
 export interface BinlogTransaction {
+  /** Its row changes in memory; a large transaction's earlier ones are in `spooled` (see changeParts). */
   changes: RowChange[];
+  /** The changes before `changes`, on disk; the consumer removes it (releaseChanges) once it has read them. */
+  spooled?: ChangeSpool<RowChange> | undefined;
   truncates: { db: string; table: string }[];
   /** DDL statements seen in this (implicit) transaction, with their default database. */
   ddl: { db: string; sql: string }[];
@@ -49,9 +53,24 @@ export interface BinlogTransaction {
   tsMs: number;
 }
 
+/** The transaction's row changes in binlog order, in parts: those spooled to disk, then those in memory. */
+export function* changeParts(tx: BinlogTransaction): Generator<RowChange[]> {
+  if (tx.spooled) yield* tx.spooled.parts();
+  if (tx.changes.length > 0) yield tx.changes;
+}
+
+export const changeCount = (tx: BinlogTransaction): number => (tx.spooled?.count ?? 0) + tx.changes.length;
+
+/** Lets go of a transaction's spooled changes once consumed or dropped. */
+export function releaseChanges(tx: { spooled?: ChangeSpool<RowChange> | undefined }): void {
+  tx.spooled?.remove();
+  tx.spooled = undefined;
+}
+
 /** An XA transaction prepared (its rows are in the binlog) but not committed or rolled back yet. */
 interface PreparedXa {
   changes: RowChange[];
+  spooled: ChangeSpool<RowChange> | undefined;
   truncates: { db: string; table: string }[];
   /** The boundary before its XA PREPARE group. */
   restart: Position;
@@ -78,6 +97,11 @@ export interface BinlogReaderOptions {
   start: StartAt;
   /** Tables whose row events are decoded; others are skipped by zongji before decoding. */
   tables: { db: string; table: string }[];
+  /**
+   * Where an open transaction's changes go beyond SPOOL_PART_CHANGES, so a bulk statement is not held in memory;
+   * undefined: all are kept in memory.
+   */
+  spoolDir: string | undefined;
   onTransaction(tx: BinlogTransaction): void;
   /** A transaction boundary reached without a captured change (heartbeat, skipped transaction); `restart` as in BinlogTransaction. */
   onPosition?(p: Position, restart?: Position): void;
@@ -192,6 +216,8 @@ export class BinlogReader {
     this.stopped = true;
     this.stopWatchdog();
     this.zongji.stop();
+    if (this.tx) releaseChanges(this.tx);
+    for (const xa of this.prepared.values()) releaseChanges(xa);
   }
 
   /** Stops delivery while the consumer catches up (TCP back-pressure reaches the server). */
@@ -256,7 +282,7 @@ export class BinlogReader {
     const restart = this.restartPoint();
     if (restart) tx.restart = restart;
     this.lastBoundary = tx.end;
-    if (tx.changes.length === 0 && tx.truncates.length === 0 && tx.ddl.length === 0) this.opts.onPosition?.(tx.end, restart);
+    if (changeCount(tx) === 0 && tx.truncates.length === 0 && tx.ddl.length === 0) this.opts.onPosition?.(tx.end, restart);
     else this.opts.onTransaction(tx);
   }
 
@@ -281,8 +307,9 @@ export class BinlogReader {
     const start = this.txStart ?? this.lastBoundary;
     // Without a known start the prepare could not be read again after a restart; the reader began inside its group.
     if (!start) throw new XaPrepareMissing(`XA PREPARE of ${key} began before where the binlog reader started`);
-    this.prepared.set(key, { changes: tx.changes, truncates: tx.truncates, restart: start });
+    this.prepared.set(key, { changes: tx.changes, spooled: tx.spooled, truncates: tx.truncates, restart: start });
     tx.changes = [];
+    tx.spooled = undefined;
     tx.truncates = [];
     this.commit(evt);
   }
@@ -298,9 +325,11 @@ export class BinlogReader {
           `XA COMMIT of the transaction ${key} comes after where the binlog was read from, but its XA PREPARE (with its rows) lies before it; its rows cannot be read`,
         );
       }
-      for (const c of xa.changes) tx.changes.push(c);
+      // The XA COMMIT group has no row events of its own: the prepared rows are all it carries.
+      tx.changes = xa.changes;
+      tx.spooled = xa.spooled;
       for (const t of xa.truncates) tx.truncates.push(t);
-    }
+    } else if (xa) releaseChanges(xa);
     this.commit(evt);
   }
 
@@ -309,6 +338,8 @@ export class BinlogReader {
       case 'gtid':
       case 'anonymousgtid':
       case 'mariadbgtid':
+        // A transaction left open (none is, in a well-formed binlog) is dropped with what it spooled.
+        if (this.tx) releaseChanges(this.tx);
         this.tx = null;
         this.open(evt);
         return;
@@ -393,6 +424,11 @@ export class BinlogReader {
         const u = r as { before: Record<string, unknown>; after: Record<string, unknown> };
         tx.changes.push({ kind: 'update', db, table, before: u.before, after: u.after, row, pos, columns });
       }
+    }
+    if (this.opts.spoolDir !== undefined && tx.changes.length >= SPOOL_PART_CHANGES) {
+      tx.spooled ??= ChangeSpool.create<RowChange>(this.opts.spoolDir);
+      tx.spooled.append(tx.changes);
+      tx.changes = [];
     }
   }
 }

@@ -3,7 +3,7 @@ import type { Connection } from 'mysql2/promise';
 import type { ChunkRecord, KeyTuple } from '../checkpoint/store.js';
 import { type FailedRow, keyOrNull } from '../events/dead-letter.js';
 import { encodeValue, makeRowWriter, type RowOrigin, type RowWriter, snapshotSelectList } from '../events/values.js';
-import { BinlogReader, type BinlogSourceSettings, type BinlogTransaction } from './binlog.js';
+import { BinlogReader, type BinlogSourceSettings, type BinlogTransaction, changeCount, changeParts, type RowChange, releaseChanges } from './binlog.js';
 import { chunkWhere } from './chunker.js';
 import type { KeyOrder } from './key-order.js';
 import { comparePositions, type Position } from './position.js';
@@ -54,6 +54,8 @@ export interface ChunkReaderContext {
   flavour: 'mysql' | 'mariadb';
   gtidMode: boolean;
   source: BinlogSourceSettings;
+  /** Where large transactions inside a chunk's window are held (BinlogReaderOptions.spoolDir). */
+  spoolDir: string | undefined;
 }
 
 /**
@@ -171,7 +173,12 @@ export async function readChunk(
   for (let i = 0; i < selected.keys.length; i++) rows.set(selected.keys[i]!, selected.rows[i]!);
   const start = inFlight && executed !== undefined ? { gtidSet: executed } : { file: lw.file, pos: lw.pos };
   const txs = await readBinlogRange(ctx, backfillServerId, start, hw, table.schema);
-  const backfilled = await applyBackfill(table, chunk, rows, txs, selected.failed);
+  let backfilled: number;
+  try {
+    backfilled = await applyBackfill(table, chunk, rows, txs, selected.failed);
+  } finally {
+    for (const tx of txs) releaseChanges(tx);
+  }
   return { lw, hw, keys: [...rows.keys()], rows: [...rows.values()], failed: selected.failed, backfilled };
 }
 
@@ -190,8 +197,10 @@ function readBinlogRange(
       if (done) return;
       done = true;
       reader.stop();
-      if (err) reject(err);
-      else resolve(txs);
+      if (err) {
+        for (const tx of txs) releaseChanges(tx);
+        reject(err);
+      } else resolve(txs);
     };
     const reached = (p: Position) => comparePositions(p, hw) >= 0;
     const reader = new BinlogReader({
@@ -200,8 +209,10 @@ function readBinlogRange(
       serverId,
       start,
       tables: [{ db: schema.db, table: schema.table }],
+      spoolDir: ctx.spoolDir,
       onTransaction: (tx) => {
-        if (comparePositions(tx.end, hw) <= 0) txs.push(tx);
+        if (!done && comparePositions(tx.end, hw) <= 0) txs.push(tx);
+        else releaseChanges(tx);
         if (reached(tx.end)) finish();
       },
       onPosition: (p) => {
@@ -211,6 +222,22 @@ function readBinlogRange(
     });
     reader.start().catch(finish);
   });
+}
+
+/** The key values of the changes' row images, for the key order to prepare. */
+function changeKeys(table: SnapshotTable, changes: RowChange[]): KeyTuple[] {
+  const keys: KeyTuple[] = [];
+  for (const c of changes) {
+    for (const r of [c.before, c.after]) {
+      if (r === null) continue;
+      try {
+        keys.push(keyOf(r, table.keyColumns, 'binlog'));
+      } catch {
+        // Its change fails where it is applied, and is recorded there.
+      }
+    }
+  }
+  return keys;
 }
 
 /**
@@ -226,39 +253,38 @@ async function applyBackfill(
 ): Promise<number> {
   const { db, table: name } = table.schema;
   const ours = (t: { db: string; table: string }) => t.db === db && t.table === name;
-  const changes = txs.flatMap((tx) => tx.changes.filter(ours));
-  if (changes.length === 0 && !txs.some((tx) => tx.truncates.some(ours))) return 0;
-  const keys: KeyTuple[] = [];
-  for (const c of changes) {
-    for (const r of [c.before, c.after]) {
-      if (r === null) continue;
-      try {
-        keys.push(keyOf(r, table.keyColumns, 'binlog'));
-      } catch {
-        // Its change fails below, where it is recorded.
-      }
-    }
-  }
-  await table.order.prepare([...keys, chunk.lo, chunk.hi]);
+  if (!txs.some((tx) => changeCount(tx) > 0 || tx.truncates.some(ours))) return 0;
+  // The sort weights of every key in memory in one round trip; a large transaction's spooled parts each bring their own.
+  await table.order.prepare([
+    ...changeKeys(
+      table,
+      txs.flatMap((tx) => tx.changes.filter(ours)),
+    ),
+    chunk.lo,
+    chunk.hi,
+  ]);
   const inChunk = (raw: Record<string, unknown>) => table.order.inRange(keyOf(raw, table.keyColumns, 'binlog'), chunk.lo, chunk.hi);
   let applied = 0;
   for (const tx of txs) {
     // A TRUNCATE inside the window empties the table; the changes after it rebuild the chunk.
     if (tx.truncates.some(ours)) rows.clear();
-    for (const c of tx.changes) {
-      if (!ours(c)) continue;
-      try {
-        const removed = c.before && inChunk(c.before) ? table.binlogKey(c.before) : null;
-        const put = c.after && inChunk(c.after) ? [table.binlogKey(c.after), table.binlogRow(c.after)] : null;
-        if (removed !== null) rows.delete(removed);
-        if (put) rows.set(put[0]!, put[1]!);
-      } catch (error) {
-        const key = keyOrNull(table.binlogKey, (c.after ?? c.before)!);
-        if (key !== null) rows.delete(key);
-        const where = `in the binlog at ${tx.end.file}:${tx.end.pos}, replayed onto snapshot chunk ${chunk.idx}`;
-        failed.push({ db, table: name, key, raw: c.before && c.after ? { before: c.before, after: c.after } : (c.after ?? c.before), error, where });
+    for (const part of changeParts(tx)) {
+      const changes = part.filter(ours);
+      if (part !== tx.changes) await table.order.prepare(changeKeys(table, changes));
+      for (const c of changes) {
+        try {
+          const removed = c.before && inChunk(c.before) ? table.binlogKey(c.before) : null;
+          const put = c.after && inChunk(c.after) ? [table.binlogKey(c.after), table.binlogRow(c.after)] : null;
+          if (removed !== null) rows.delete(removed);
+          if (put) rows.set(put[0]!, put[1]!);
+        } catch (error) {
+          const key = keyOrNull(table.binlogKey, (c.after ?? c.before)!);
+          if (key !== null) rows.delete(key);
+          const where = `in the binlog at ${tx.end.file}:${tx.end.pos}, replayed onto snapshot chunk ${chunk.idx}`;
+          failed.push({ db, table: name, key, raw: c.before && c.after ? { before: c.before, after: c.after } : (c.after ?? c.before), error, where });
+        }
+        applied++;
       }
-      applied++;
     }
   }
   return applied;

@@ -7,6 +7,7 @@ import { errorOf, isConnectionLoss, isRetriable, SourceError } from '../errors.j
 import { failedRow } from '../events/dead-letter.js';
 import type { DeadLetter, RowEvent } from '../events/event.js';
 import { XaPrepareMissing } from '../source/binlog.js';
+import { spoolDirOf } from '../source/change-spool.js';
 import { ChunkSplitter } from '../source/chunker.js';
 import { preparedXa, SOURCE_BACKOFF, type SourceLink } from '../source/server.js';
 import { type ChunkRows, readChunk } from '../source/snapshot.js';
@@ -76,7 +77,7 @@ export async function readChunkEvents(
 ): Promise<{ events: (RowEvent | DeadLetter)[]; result: ChunkRows } | undefined> {
   const { info, config, registry, observer, log, signal } = parts;
   let codec = await registry.snapshotCodec(table);
-  const ctx = { flavour: info.identity.flavour, gtidMode: info.gtidMode, source: config.source };
+  const ctx = { flavour: info.identity.flavour, gtidMode: info.gtidMode, source: config.source, spoolDir: spoolDirOf(config.checkpoint.path) };
   // An XA COMMIT in the backfill whose XA PREPARE came before the low watermark: read again, the commit is then behind it.
   const readAgain = (err: Error & { attemptNumber: number }) =>
     !signal?.aborted && (isConnectionLoss(err) || ((isRetriable(err) || err instanceof XaPrepareMissing) && err.attemptNumber < CHUNK_READ_ATTEMPTS));

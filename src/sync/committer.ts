@@ -10,6 +10,8 @@ import type { DeadLetterCount, Sink } from '../sink/sink.js';
 export class Committer {
   private chain: Promise<void> = Promise.resolve();
   committedRecords = 0;
+  /** What parts written ahead of the next commit (writePart) hold, counted with it. */
+  private parts = { records: 0, dead: [] as DeadLetterCount[] };
   /** A new source server (a failover), recorded by the next commit that carries a stream position, which is its. */
   private newSource: SourceIdentity | undefined;
 
@@ -40,6 +42,29 @@ export class Committer {
     this.newSource = identity;
   }
 
+  /** Whether the sink takes records ahead of their commit (Sink.writePart). */
+  get writesParts(): boolean {
+    return this.sink.writePart !== undefined && this.sink.prepareEvents === undefined;
+  }
+
+  /** Encodes `events` and writes them ahead of the next commit, after the commits asked for before. */
+  writePart(events: ChangeEvent[]): Promise<void> {
+    const job: { events: ChangeEvent[] | null } = { events };
+    const next = this.chain.then(async () => {
+      const records: OutputRecord[] = [];
+      const now = Date.now();
+      for (const e of job.events!) {
+        if (e.op === 'dead') this.parts.dead.push({ table: `${e.db}.${e.table}`, reason: e.reason });
+        this.encoder.encode(e, records, now);
+      }
+      job.events = null;
+      this.parts.records += records.length;
+      for (const d of await this.sink.writePart!(records)) this.parts.dead.push(d);
+    });
+    this.chain = next.catch(() => {});
+    return next;
+  }
+
   /**
    * Encodes and commits `events`. The events and their text are let go as soon as the sink has its own
    * form of them (the jsonl sink's bytes), not kept while the sink writes: a snapshot reads the next chunk
@@ -54,14 +79,16 @@ export class Committer {
     const next = this.chain.then(async () => {
       let records: OutputRecord[] | null = [];
       const now = Date.now();
-      const dead: DeadLetterCount[] = [];
+      const dead = this.parts.dead;
+      const partRecords = this.parts.records;
+      this.parts = { records: 0, dead: [] };
       const seq = this.store.lastCommittedSeq() + 1;
       const byEvents = this.sink.prepareEvents !== undefined;
       for (const e of job.events!) {
         if (e.op === 'dead') dead.push({ table: `${e.db}.${e.table}`, reason: e.reason });
         if (!byEvents) this.encoder.encode(e, records, now);
       }
-      const count = byEvents ? job.events!.filter((e) => e.op !== 'schema').length : records.length;
+      const count = partRecords + (byEvents ? job.events!.filter((e) => e.op !== 'schema').length : records.length);
       const batch = byEvents ? await this.sink.prepareEvents!(job.events!, seq) : this.sink.prepare(records, seq);
       job.events = null;
       records = null;

@@ -7,6 +7,7 @@ import { DebeziumEncoder } from '../events/debezium.js';
 import { crashPoint } from '../faults.js';
 import type { Log } from '../ops/logger.js';
 import { createSink } from '../sink/create.js';
+import { clearSpoolDir, spoolDirOf } from '../source/change-spool.js';
 import { comparePositions } from '../source/position.js';
 import { loadCharsets } from '../source/schema.js';
 import { closeConnection, closePool, connect, controlPool, currentPosition, inspectServer, type ServerInfo } from '../source/server.js';
@@ -22,9 +23,13 @@ export async function runSync(config: Config, opts: SyncOptions = {}): Promise<v
   const log = opts.log ?? (() => {});
   // Before anything else: a second sync on the checkpoint stops here, having touched nothing.
   const lock = CheckpointLock.acquire(config.checkpoint.path);
+  const spool = spoolDirOf(config.checkpoint.path);
+  // Large transactions a killed run was holding; none is in use by anyone but this run from here on.
+  clearSpoolDir(spool);
   try {
     await syncLocked(config, opts, log);
   } finally {
+    clearSpoolDir(spool);
     lock.release();
   }
 }

@@ -44,7 +44,7 @@ describe.each(FLAVOURS)('a chunk SELECT the server stops answering (%s)', (flavo
 
     const link = new SourceLink(source);
     cleanup.push(() => link.end());
-    const ctx = { flavour, gtidMode: flavour === 'mysql', source };
+    const ctx = { flavour, gtidMode: flavour === 'mysql', source, spoolDir: undefined };
     const started = Date.now();
     const read = link.use((c) => readChunk(ctx, c, table, chunk, 9201 + (flavour === 'mysql' ? 0 : 50)));
     const outcome = await Promise.race([

@@ -1,5 +1,6 @@
 import type { CheckpointUpdate, SchemaVersion } from '../../checkpoint/store.js';
 import type { ChangeEvent } from '../../events/event.js';
+import { crashPoint } from '../../faults.js';
 import type { Position } from '../../source/position.js';
 import type { Committer } from '../committer.js';
 
@@ -10,6 +11,12 @@ export interface TransactionExtras {
   truncated?: string[];
   schemaVersions?: SchemaVersion[];
 }
+
+/**
+ * A transaction too large to hold is written to the sink ahead of its commit once this many of its events (with
+ * those batched before it) are in hand: the memory a transaction takes is bounded by this, not by its size.
+ */
+export const PART_EVENTS = 10_000;
 
 export interface CommitLimits {
   /** A commit is due at this many events ... */
@@ -28,8 +35,8 @@ export interface CommitSummary {
 }
 
 /**
- * Whether the batch in hand is to be committed now. A source transaction is never split (a batch
- * holds whole ones), so the record limit can be passed by one large transaction. A position with no
+ * Whether the batch in hand is to be committed now. A commit holds whole source transactions (a large one's
+ * events may have gone to the sink ahead of it, see Batcher.addPart), so the record limit can be passed by one. A position with no
  * captured change (heartbeats, other tables) is checkpointed at a calm pace while the stream is idle.
  */
 export function commitDue(
@@ -63,6 +70,9 @@ export class Batcher {
   private truncates: { table: string; at: Position }[] = [];
   private schemaVersions: SchemaVersion[] = [];
   private committing: Promise<void> = Promise.resolve();
+  /** A transaction's parts are coming in (addPart): no commit until its end is added. */
+  private inTransaction = false;
+
   failure: Error | null = null;
   /** Whether any commit of this run has finished. */
   committedSinceStart = false;
@@ -79,6 +89,7 @@ export class Batcher {
    */
   addTransaction(events: ChangeEvent[], end: Position, sourceTsMs: number, extra: TransactionExtras = {}): void {
     const { restart, truncated = [], schemaVersions = [] } = extra;
+    this.inTransaction = false;
     this.addEvents(events);
     for (const table of truncated) this.truncates.push({ table, at: end });
     for (const v of schemaVersions) this.schemaVersions.push(v);
@@ -86,6 +97,21 @@ export class Batcher {
     this.restart = restart;
     this.sourceTsMs = sourceTsMs;
     this.startClockIfEmpty();
+  }
+
+  /**
+   * Events of a transaction whose end comes later (addTransaction). Once the batch holds PART_EVENTS, they go to the
+   * sink ahead of the commit when the sink can take them so (Committer.writesParts); they become visible with it.
+   */
+  async addPart(events: ChangeEvent[]): Promise<void> {
+    this.inTransaction = true;
+    this.addEvents(events);
+    if (this.events.length < PART_EVENTS || !this.committer.writesParts) return;
+    await this.committing;
+    const part = this.events;
+    this.events = [];
+    await this.committer.writePart(part);
+    crashPoint('transaction-part');
   }
 
   /** A transaction boundary reached with nothing captured. */
@@ -104,13 +130,17 @@ export class Batcher {
   }
 
   async flushIfDue(idle: boolean): Promise<void> {
-    const batch = { records: this.events.length, startedMs: this.startedMs, hasEnd: this.end !== null };
+    const batch = { records: this.events.length, startedMs: this.startedMs, hasEnd: this.end !== null && !this.inTransaction };
     if (commitDue(batch, this.lastCommitMs, Date.now(), idle, this.limits)) await this.startCommit();
   }
 
-  /** Commits the batch and waits until every commit asked for is done. */
+  /**
+   * Commits the batch and waits until every commit asked for is done. A batch stopped inside a transaction's parts
+   * (an error, or a stop, before its end) is not committed: it holds part of a transaction, and what went to the sink
+   * of it is undone by the sink's next start (Sink.writePart).
+   */
   async flush(): Promise<void> {
-    await this.startCommit();
+    if (!this.inTransaction) await this.startCommit();
     await this.committing;
   }
 

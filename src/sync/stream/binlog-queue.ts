@@ -1,4 +1,4 @@
-import type { BinlogTransaction } from '../../source/binlog.js';
+import { type BinlogTransaction, releaseChanges } from '../../source/binlog.js';
 import type { Position } from '../../source/position.js';
 
 /** A transaction boundary reached with nothing captured; `restart` as in BinlogTransaction. */
@@ -33,6 +33,7 @@ export class BinlogQueue {
 
   /** Forgets everything received: a reconnect reads it again from the last item handed out. */
   clear(): void {
+    for (const item of this.items) if ('changes' in item) releaseChanges(item);
     this.items = [];
     this.changes = 0;
   }

@@ -2,7 +2,8 @@ import pRetry from 'p-retry';
 import { serverIdRange } from '../../config/load.js';
 import { errorOf, isRetriable } from '../../errors.js';
 import { dropPoint } from '../../faults.js';
-import { BinlogReader, type StartAt } from '../../source/binlog.js';
+import { BinlogReader, releaseChanges, type StartAt } from '../../source/binlog.js';
+import { spoolDirOf } from '../../source/change-spool.js';
 import { comparePositions, type Position } from '../../source/position.js';
 import type { RunParts } from '../options.js';
 import { type BinlogItem, BinlogQueue } from './binlog-queue.js';
@@ -71,7 +72,10 @@ export class BinlogTail {
       // Starting at a file's beginning (to learn its GTIDs), at an XA restart point, or reconnecting replays what was already had.
       // A boundary at the last position itself (a heartbeat of an idle server) passes: committed, it says the checkpoint is current.
       const order = comparePositions(item.end, this.lastReceived);
-      if (order < 0 || (order === 0 && 'changes' in item)) continue;
+      if (order < 0 || (order === 0 && 'changes' in item)) {
+        if ('changes' in item) releaseChanges(item);
+        continue;
+      }
       this.lastReceived = item.end;
       this.restart = item.restart;
       return item;
@@ -123,6 +127,7 @@ export class BinlogTail {
 
   stop(): void {
     this.reader?.stop();
+    this.queue.clear();
   }
 
   /**
@@ -142,6 +147,7 @@ export class BinlogTail {
       serverId: serverIdRange(this.parts.config).first,
       start: this.startAt(from),
       tables: this.parts.registry.tables.map((t) => ({ db: t.schema.db, table: t.schema.table })),
+      spoolDir: spoolDirOf(this.parts.config.checkpoint.path),
       onTransaction: (tx) => this.push(tx),
       onPosition: (end, restart) => this.push({ end, restart }),
       onError: (err) => {

@@ -4,8 +4,8 @@
  */
 import type { SchemaVersion } from '../../checkpoint/store.js';
 import { SourceError } from '../../errors.js';
-import type { EventSource, SchemaChange } from '../../events/event.js';
-import type { BinlogTransaction } from '../../source/binlog.js';
+import type { DeadLetter, EventSource, RowEvent, SchemaChange } from '../../events/event.js';
+import { type BinlogTransaction, changeParts, releaseChanges } from '../../source/binlog.js';
 import { parseDdl } from '../../source/ddl.js';
 import { comparePositions, formatPosition, type Position } from '../../source/position.js';
 import { UnappliedDdl } from '../../source/schema-change.js';
@@ -101,14 +101,38 @@ class Streamer {
   }
 
   private async addTransaction(tx: BinlogTransaction): Promise<void> {
-    const changes = await resolveChanges(tx, this.parts.registry, this.filter);
-    this.live.absorb(tx, changes);
-    const events = transactionEvents(tx, changes, this.filter, this.parts.info.serverId, this.parts.config.errors.mode);
+    const events = tx.spooled ? await this.addInParts(tx) : await this.rowEvents(tx, 0);
     // The hand-off of a truncated table is over, in this run and (through the commit) after a restart.
     const truncated = tx.truncates.map((t) => `${t.db}.${t.table}`);
     for (const name of truncated) this.filter.truncated(name);
     const schema = tx.ddl.length > 0 ? await this.schemaChanges(tx, events.length) : { events: [], versions: [] };
     this.batcher.addTransaction([...events, ...schema.events], tx.end, tx.tsMs, { restart: tx.restart, truncated, schemaVersions: schema.versions });
+  }
+
+  private async rowEvents(tx: BinlogTransaction, firstRow: number): Promise<(RowEvent | DeadLetter)[]> {
+    const changes = await resolveChanges(tx, this.parts.registry, this.filter);
+    this.live.absorb(tx, changes);
+    return transactionEvents(tx, changes, this.filter, this.parts.info.serverId, this.parts.config.errors.mode, firstRow);
+  }
+
+  /**
+   * A transaction too large to hold, its changes spooled to disk by the reader: its events go to the batch a part at
+   * a time, which the sink writes ahead of the commit that ends with this transaction (Batcher.addPart). None are
+   * left for the caller; every part names the transaction's end, known since its commit was read.
+   */
+  private async addInParts(tx: BinlogTransaction): Promise<(RowEvent | DeadLetter)[]> {
+    try {
+      let row = 0;
+      for (const changes of changeParts(tx)) {
+        const part: BinlogTransaction = { ...tx, changes, spooled: undefined, truncates: row === 0 ? tx.truncates : [] };
+        const events = await this.rowEvents(part, row);
+        row += events.length;
+        await this.batcher.addPart(events);
+      }
+    } finally {
+      releaseChanges(tx);
+    }
+    return [];
   }
 
   /**

@@ -49,7 +49,7 @@ async function prepareFilterKeys(changes: ResolvedChange[], filter: HandoffFilte
 }
 
 /**
- * The events of one transaction, in order: truncates first, then each row change the filter passes. An
+ * The events of one transaction (or one part of a large one), in order: truncates first, then each row change the filter passes. An
  * update that changes the key is a delete of the old key and a create of the new one, each judged on its
  * own chunk. Every event shares one source object.
  */
@@ -59,10 +59,12 @@ export function transactionEvents(
   filter: HandoffFilter,
   serverId: number,
   errors: ErrorMode,
+  /** The number of the first event: a large transaction's parts continue where the part before ended. */
+  firstRow = 0,
 ): (RowEvent | DeadLetter)[] {
   const events: (RowEvent | DeadLetter)[] = [];
   const source: EventSource = { file: tx.end.file, pos: tx.end.pos, gtid: tx.gtid, serverId, tsMs: tx.tsMs, snapshot: false };
-  let row = 0;
+  let row = firstRow;
   for (const t of tx.truncates) events.push({ op: 't', db: t.db, table: t.table, key: '{}', before: null, after: null, row: row++, source });
   const f = filter.active ? filter : null;
   for (const { change, table } of changes) {

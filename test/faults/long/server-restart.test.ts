@@ -110,7 +110,8 @@ describe.each(FLAVOURS)('the source server restarts under a running sync (%s)', 
 
 describe('the Kafka broker restarts mid-commit', () => {
   const KAFKA_TABLES: { table: string; key: KeyKind; rows: number }[] = [
-    { table: 'orders', key: 'int', rows: 20_000 },
+    // Fewer rows than a transaction the sink gets in parts (SPOOL_PART_CHANGES): this one is committed, and retried, whole.
+    { table: 'orders', key: 'int', rows: 8_000 },
     { table: 'customers', key: 'string', rows: 2_000 },
   ];
   const kafkaWriterTables = KAFKA_TABLES.map((t) => ({ table: t.table, key: t.key }));
@@ -148,7 +149,7 @@ describe('the Kafka broker restarts mid-commit', () => {
         // The snapshot first, so the first transaction of the run below carries the stream's first change.
         const snapshot = await runTidemark(['sync', '-c', config, '--until-caught-up']);
         expect(snapshot.code, snapshot.stderr.slice(-3000)).toBe(0);
-        // One source transaction of 20,000 updates: one Kafka transaction of many produce requests (source transactions stay whole).
+        // One source transaction of 8,000 updates: one Kafka transaction of many produce requests (source transactions stay whole).
         await conn.query(`UPDATE \`${db}\`.orders SET version = version + 1, payload = 'bulk'`);
         const release = join(dir, 'release-pause');
         const sync = tidemark(['sync', '-c', config], { TIDEMARK_TEST_PAUSE_AT: 'kafka-transaction', TIDEMARK_TEST_PAUSE_UNTIL: release });
@@ -179,9 +180,9 @@ describe('the Kafka broker restarts mid-commit', () => {
         expect((await sync.kill('SIGTERM')).code, sync.stderr.slice(-3000)).toBe(0);
         report = await check(conn, db, broker.brokers, prefix);
         expect(report.ok, formatReport(report)).toBe(true);
-        expect(report.counts.events.r).toBe(22_000);
+        expect(report.counts.events.r).toBe(10_000);
         // Every row's bulk update, once, besides the writer's.
-        expect(report.counts.events.u).toBeGreaterThanOrEqual(20_000 + stats.updates);
+        expect(report.counts.events.u).toBeGreaterThanOrEqual(8_000 + stats.updates);
       } finally {
         for (const w of writers) await w.stop().catch(() => {});
         await conn.end();
